@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian package fluxtrain's build and tests need (idempotent: installs only what
+# is missing). Called by `make run` and `make test`; safe to run by hand.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build ccache git pkg-config
+  libtorch-dev            # tensors, autograd, kernels (1.13, CPU)
+  libyaml-cpp-dev         # configs
+  nlohmann-json3-dev      # safetensors headers, manifests, metrics
+  libfmt-dev              # formatting
+  libstb-dev              # PNG/JPEG decode and encode
+  libgtest-dev googletest # tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "setup: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

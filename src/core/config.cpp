@@ -1,0 +1,308 @@
+// Configuration schema, parsing and validation (see config.h).
+#include "core/config.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <filesystem>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "core/errors.h"
+
+namespace fluxtrain {
+namespace fs = std::filesystem;
+
+ConfigSchema& ConfigSchema::add(ConfigKey key) {
+  if (index_.count(key.name)) throw std::logic_error("config key defined twice: " + key.name);
+  index_[key.name] = keys_.size();
+  keys_.push_back(std::move(key));
+  return *this;
+}
+
+ConfigSchema& ConfigSchema::integer(const std::string& group, const std::string& name, int64_t def,
+                                    const std::string& help, std::optional<double> min,
+                                    std::optional<double> max) {
+  return add({name, KeyType::kInt, std::to_string(def), help, group, {}, min, max});
+}
+
+ConfigSchema& ConfigSchema::real(const std::string& group, const std::string& name, double def,
+                                 const std::string& help, std::optional<double> min,
+                                 std::optional<double> max) {
+  return add({name, KeyType::kFloat, fmt::format("{}", def), help, group, {}, min, max});
+}
+
+ConfigSchema& ConfigSchema::boolean(const std::string& group, const std::string& name, bool def,
+                                    const std::string& help) {
+  return add({name, KeyType::kBool, def ? "true" : "false", help, group});
+}
+
+ConfigSchema& ConfigSchema::string(const std::string& group, const std::string& name,
+                                   const std::string& def, const std::string& help) {
+  return add({name, KeyType::kString, def, help, group});
+}
+
+ConfigSchema& ConfigSchema::choice(const std::string& group, const std::string& name,
+                                   const std::string& def, std::vector<std::string> choices,
+                                   const std::string& help) {
+  return add({name, KeyType::kChoice, def, help, group, std::move(choices)});
+}
+
+ConfigSchema& ConfigSchema::path(const std::string& group, const std::string& name,
+                                 const std::string& help, bool must_exist) {
+  ConfigKey k{name, KeyType::kPath, "", help, group};
+  k.must_exist = must_exist;
+  return add(std::move(k));
+}
+
+const ConfigKey* ConfigSchema::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &keys_[it->second];
+}
+
+static std::string type_name(const ConfigKey& k) {
+  switch (k.type) {
+    case KeyType::kInt: return "INT";
+    case KeyType::kFloat: return "FLOAT";
+    case KeyType::kBool: return "BOOL";
+    case KeyType::kString: return "TEXT";
+    case KeyType::kPath: return "PATH";
+    case KeyType::kChoice: {
+      std::string s;
+      for (const auto& c : k.choices) s += (s.empty() ? "" : "|") + c;
+      return s;
+    }
+  }
+  return "?";
+}
+
+std::string ConfigSchema::help() const {
+  std::string out;
+  std::string group = "\x01";
+  for (const auto& k : keys_) {
+    if (k.group != group) {
+      group = k.group;
+      out += fmt::format("\n{}:\n", group.empty() ? "options" : group);
+    }
+    std::string left = fmt::format("  --{} {}", k.name, type_name(k));
+    std::string def = k.default_value.empty() ? "" : fmt::format(" [default: {}]", k.default_value);
+    out += fmt::format("{:<44} {}{}\n", left, k.help, def);
+  }
+  return out;
+}
+
+Config::Config(ConfigSchema schema) : schema_(std::move(schema)) {
+  for (const auto& k : schema_.keys()) {
+    if (k.type == KeyType::kPath || (k.type == KeyType::kString && k.default_value.empty())) {
+      values_[k.name] = std::string();
+    } else {
+      values_[k.name] = parse(k, k.default_value, "default");
+    }
+  }
+}
+
+static std::string closest_key(const ConfigSchema& schema, const std::string& name) {
+  // Suggest the key with the smallest edit distance (helps with typos such as --learning_rate).
+  auto dist = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      cur[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j)
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+      std::swap(prev, cur);
+    }
+    return prev[b.size()];
+  };
+  std::string best;
+  size_t best_d = std::max<size_t>(1, name.size() / 3) + 1;  // only close matches
+  for (const auto& k : schema.keys()) {
+    size_t d = dist(name, k.name);
+    if (d < best_d) best_d = d, best = k.name;
+  }
+  return best;
+}
+
+ConfigValue Config::parse(const ConfigKey& k, const std::string& text,
+                          const std::string& origin) const {
+  auto bad = [&](const std::string& expected) -> UserError {
+    return UserError(fmt::format("{}: bad value '{}' for '{}': expected {}", origin, text, k.name,
+                                 expected));
+  };
+  auto check_range = [&](double v) {
+    if ((k.min && v < *k.min) || (k.max && v > *k.max)) {
+      std::string range = k.min && k.max ? fmt::format("between {} and {}", *k.min, *k.max)
+                          : k.min        ? fmt::format(">= {}", *k.min)
+                                         : fmt::format("<= {}", *k.max);
+      throw bad("a number " + range);
+    }
+  };
+  switch (k.type) {
+    case KeyType::kInt: {
+      errno = 0;
+      char* end = nullptr;
+      long long v = std::strtoll(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || errno == ERANGE) {
+        // Accept integral floats in scientific notation such as 1e6.
+        double d = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0' || d != std::floor(d) || std::abs(d) > 9.0e18)
+          throw bad("an integer");
+        v = static_cast<long long>(d);
+      }
+      check_range(static_cast<double>(v));
+      return static_cast<int64_t>(v);
+    }
+    case KeyType::kFloat: {
+      char* end = nullptr;
+      double v = std::strtod(text.c_str(), &end);
+      if (text.empty() || *end != '\0' || !std::isfinite(v)) throw bad("a number");
+      check_range(v);
+      return v;
+    }
+    case KeyType::kBool: {
+      std::string t = text;
+      for (auto& c : t) c = static_cast<char>(std::tolower(c));
+      if (t == "true" || t == "1" || t == "yes" || t == "on") return true;
+      if (t == "false" || t == "0" || t == "no" || t == "off") return false;
+      throw bad("true or false");
+    }
+    case KeyType::kChoice: {
+      for (const auto& c : k.choices)
+        if (c == text) return text;
+      throw bad("one of " + type_name(k));
+    }
+    case KeyType::kPath:
+      if (k.must_exist && !text.empty() && !fs::exists(text))
+        throw UserError(fmt::format("{}: '{}' for '{}' does not exist", origin, text, k.name));
+      return text;
+    case KeyType::kString:
+      return text;
+  }
+  throw std::logic_error("unhandled key type");
+}
+
+void Config::set(const std::string& key, const std::string& text, const std::string& origin) {
+  const ConfigKey* k = schema_.find(key);
+  if (!k) {
+    std::string hint = closest_key(schema_, key);
+    user_error("{}: unknown key '{}'{}", origin, key,
+               hint.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", hint));
+  }
+  values_[key] = parse(*k, text, origin);
+  explicitly_set_[key] = true;
+}
+
+void Config::load_yaml_string(const std::string& yaml, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    user_error("{}: not valid YAML: {}", origin, e.what());
+  }
+  if (root.IsNull()) return;
+  if (!root.IsMap()) user_error("{}: expected a mapping of key: value at the top level", origin);
+  for (const auto& item : root) {
+    std::string key = item.first.as<std::string>();
+    std::string where = fmt::format("{} (line {})", origin, item.first.Mark().line + 1);
+    if (!item.second.IsScalar() && !item.second.IsNull())
+      user_error("{}: key '{}' must be a single value, not a list or mapping", where, key);
+    set(key, item.second.IsNull() ? std::string() : item.second.as<std::string>(), where);
+  }
+}
+
+void Config::load_yaml_file(const std::string& path) {
+  if (!fs::exists(path)) user_error("config file '{}' does not exist", path);
+  std::ifstream in(path);
+  if (!in) user_error("config file '{}' cannot be read", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  load_yaml_string(ss.str(), path);
+}
+
+const ConfigValue& Config::get(const std::string& key, KeyType want) const {
+  const ConfigKey* k = schema_.find(key);
+  if (!k) throw std::logic_error("config key not in schema: " + key);
+  bool ok = k->type == want || (want == KeyType::kString &&
+                                (k->type == KeyType::kChoice || k->type == KeyType::kPath));
+  if (!ok) throw std::logic_error("config key read with the wrong type: " + key);
+  return values_.at(key);
+}
+
+int64_t Config::i(const std::string& key) const { return std::get<int64_t>(get(key, KeyType::kInt)); }
+double Config::f(const std::string& key) const { return std::get<double>(get(key, KeyType::kFloat)); }
+bool Config::b(const std::string& key) const { return std::get<bool>(get(key, KeyType::kBool)); }
+const std::string& Config::s(const std::string& key) const {
+  return std::get<std::string>(get(key, KeyType::kString));
+}
+
+std::string Config::to_yaml() const {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  std::string group = "\x01";
+  for (const auto& k : schema_.keys()) {
+    if (k.group != group) {
+      group = k.group;
+      out << YAML::Comment(group);
+    }
+    out << YAML::Key << k.name << YAML::Value;
+    const auto& v = values_.at(k.name);
+    if (auto p = std::get_if<int64_t>(&v)) out << *p;
+    else if (auto d = std::get_if<double>(&v)) out << fmt::format("{}", *d);
+    else if (auto b = std::get_if<bool>(&v)) out << (*b ? "true" : "false");
+    else out << YAML::DoubleQuoted << std::get<std::string>(v);
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+bool parse_args(Config& config, const std::vector<std::string>& args) {
+  // --config first, so that flags override the file whatever their order.
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--help" || args[i] == "-h") return false;
+    if (args[i] == "--config") {
+      if (i + 1 >= args.size()) user_error("--config: expected a YAML file after it");
+      config.load_yaml_file(args[i + 1]);
+    } else if (args[i].rfind("--config=", 0) == 0) {
+      config.load_yaml_file(args[i].substr(9));
+    }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--config") { ++i; continue; }
+    if (a.rfind("--config=", 0) == 0) continue;
+    if (a.rfind("--", 0) != 0 || a.size() < 3)
+      user_error("unexpected argument '{}': options are --key value (see --help)", a);
+    std::string key = a.substr(2), value;
+    bool has_value = false;
+    if (auto eq = key.find('='); eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+      has_value = true;
+    }
+    std::replace(key.begin(), key.end(), '-', '_');
+    const ConfigKey* k = config.schema().find(key);
+    if (!has_value && k && k->type == KeyType::kBool &&
+        (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0)) {
+      value = "true";
+      has_value = true;
+    }
+    if (!has_value && !k && key.rfind("no_", 0) == 0) {
+      const ConfigKey* nk = config.schema().find(key.substr(3));
+      if (nk && nk->type == KeyType::kBool) {
+        config.set(key.substr(3), "false", a);
+        continue;
+      }
+    }
+    if (!has_value) {
+      if (!k) config.set(key, "", a);  // reports the unknown key
+      if (i + 1 >= args.size()) user_error("{}: expected a value after it", a);
+      value = args[++i];
+    }
+    config.set(key, value, "--" + key);
+  }
+  return true;
+}
+
+}  // namespace fluxtrain

@@ -1,0 +1,94 @@
+// Configuration: a schema of typed keys per command, filled from defaults, a YAML file
+// (--config) and --key value flags, in that order. Every YAML key is also a flag.
+// Unknown keys and bad values are UserErrors that name the key, the value and what was expected.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace fluxtrain {
+
+enum class KeyType { kInt, kFloat, kBool, kString, kChoice, kPath };
+
+struct ConfigKey {
+  std::string name;
+  KeyType type = KeyType::kString;
+  std::string default_value;         // text form; "" for an unset optional string/path
+  std::string help;
+  std::string group;                 // section in --help and in the saved config
+  std::vector<std::string> choices;  // for kChoice
+  std::optional<double> min, max;    // for kInt / kFloat (inclusive)
+  bool must_exist = false;           // for kPath: the file or directory must exist when set
+};
+
+class ConfigSchema {
+ public:
+  ConfigSchema& add(ConfigKey key);
+  // Shorthands.
+  ConfigSchema& integer(const std::string& group, const std::string& name, int64_t def,
+                        const std::string& help, std::optional<double> min = std::nullopt,
+                        std::optional<double> max = std::nullopt);
+  ConfigSchema& real(const std::string& group, const std::string& name, double def,
+                     const std::string& help, std::optional<double> min = std::nullopt,
+                     std::optional<double> max = std::nullopt);
+  ConfigSchema& boolean(const std::string& group, const std::string& name, bool def,
+                        const std::string& help);
+  ConfigSchema& string(const std::string& group, const std::string& name, const std::string& def,
+                       const std::string& help);
+  ConfigSchema& choice(const std::string& group, const std::string& name, const std::string& def,
+                       std::vector<std::string> choices, const std::string& help);
+  ConfigSchema& path(const std::string& group, const std::string& name, const std::string& help,
+                     bool must_exist);
+
+  const ConfigKey* find(const std::string& name) const;
+  const std::vector<ConfigKey>& keys() const { return keys_; }
+  // Help text: one line per key, grouped.
+  std::string help() const;
+
+ private:
+  std::vector<ConfigKey> keys_;
+  std::map<std::string, size_t> index_;
+};
+
+using ConfigValue = std::variant<int64_t, double, bool, std::string>;
+
+class Config {
+ public:
+  explicit Config(ConfigSchema schema);  // every key at its default
+
+  // Parse `text` for `key` and store it; `origin` names where it came from for error messages
+  // ("--lr", "run.yaml").
+  void set(const std::string& key, const std::string& text, const std::string& origin);
+  // Load a flat YAML mapping of key: value.
+  void load_yaml_file(const std::string& path);
+  void load_yaml_string(const std::string& yaml, const std::string& origin);
+
+  int64_t i(const std::string& key) const;
+  double f(const std::string& key) const;
+  bool b(const std::string& key) const;
+  const std::string& s(const std::string& key) const;
+  bool has(const std::string& key) const { return schema_.find(key) != nullptr; }
+  // True when a key was set by a file or flag rather than left at its default.
+  bool is_set(const std::string& key) const { return explicitly_set_.count(key) > 0; }
+
+  std::string to_yaml() const;  // resolved config, grouped, with every key
+  const ConfigSchema& schema() const { return schema_; }
+
+ private:
+  const ConfigValue& get(const std::string& key, KeyType want) const;
+  ConfigValue parse(const ConfigKey& key, const std::string& text, const std::string& origin) const;
+
+  ConfigSchema schema_;
+  std::map<std::string, ConfigValue> values_;
+  std::map<std::string, bool> explicitly_set_;
+};
+
+// Parse `args` (everything after the subcommand): --config FILE, --key value, --key=value,
+// --flag (bool true), --no-flag (bool false). Returns false when --help / -h was asked for.
+// Positional arguments are an error.
+bool parse_args(Config& config, const std::vector<std::string>& args);
+
+}  // namespace fluxtrain

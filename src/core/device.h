@@ -1,0 +1,16 @@
+// Device and dtype names as they appear in configs ("auto", "cpu", "cuda:1"; "fp32", "bf16").
+#pragma once
+#include <string>
+
+#include <torch/torch.h>
+
+namespace fluxtrain {
+
+// "auto" is CUDA when available, else CPU. A CUDA device without CUDA is a UserError.
+torch::Device parse_device(const std::string& text);
+// "fp32" | "bf16" | "fp16" -> dtype.
+torch::ScalarType parse_precision(const std::string& text);
+std::string dtype_name(torch::ScalarType t);  // "F32", "BF16", ... (safetensors spelling)
+std::string device_description(const torch::Device& d);  // "cpu (2 threads)" / GPU name
+
+}  // namespace fluxtrain

@@ -1,0 +1,85 @@
+// Config: defaults, YAML, flags, and the one-line errors for unknown keys and bad values.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/config.h"
+#include "core/errors.h"
+
+using namespace fluxtrain;
+
+static ConfigSchema schema() {
+  ConfigSchema s;
+  s.integer("train", "steps", 100, "steps", 1)
+      .real("train", "lr", 1e-4, "learning rate", 0.0)
+      .boolean("train", "ema", false, "use EMA")
+      .choice("train", "schedule", "constant", {"constant", "cosine"}, "lr schedule")
+      .string("run", "name", "default", "run name")
+      .path("run", "resume", "checkpoint", true);
+  return s;
+}
+
+static std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, DefaultsFileAndFlagsInOrder) {
+  auto path = std::filesystem::temp_directory_path() / "fluxtrain_cfg_test.yaml";
+  std::ofstream(path) << "steps: 7\nlr: 0.5\nname: fromfile\n";
+  Config c(schema());
+  EXPECT_EQ(c.i("steps"), 100);
+  ASSERT_TRUE(parse_args(c, {"--lr", "2e-3", "--config", path.string(), "--ema", "--schedule=cosine"}));
+  EXPECT_EQ(c.i("steps"), 7);
+  EXPECT_DOUBLE_EQ(c.f("lr"), 2e-3);  // the flag wins over the file whatever the order
+  EXPECT_TRUE(c.b("ema"));
+  EXPECT_EQ(c.s("schedule"), "cosine");
+  EXPECT_EQ(c.s("name"), "fromfile");
+  EXPECT_TRUE(c.is_set("steps"));
+  EXPECT_FALSE(c.is_set("resume"));
+  ASSERT_TRUE(parse_args(c, {"--no-ema", "--steps", "1e3"}));
+  EXPECT_FALSE(c.b("ema"));
+  EXPECT_EQ(c.i("steps"), 1000);
+  EXPECT_FALSE(parse_args(c, {"--help"}));
+}
+
+TEST(Config, ErrorsNameKeyAndValue) {
+  Config c(schema());
+  EXPECT_EQ(error_of([&] { parse_args(c, {"--stepz", "3"}); }),
+            "--stepz: unknown key 'stepz' (did you mean 'steps'?)");
+  EXPECT_EQ(error_of([&] { parse_args(c, {"--steps", "abc"}); }),
+            "--steps: bad value 'abc' for 'steps': expected an integer");
+  EXPECT_EQ(error_of([&] { parse_args(c, {"--steps", "0"}); }),
+            "--steps: bad value '0' for 'steps': expected a number >= 1");
+  EXPECT_EQ(error_of([&] { parse_args(c, {"--schedule", "cosin"}); }),
+            "--schedule: bad value 'cosin' for 'schedule': expected one of constant|cosine");
+  EXPECT_EQ(error_of([&] { parse_args(c, {"--ema", "maybe"}); }),
+            "--ema: bad value 'maybe' for 'ema': expected true or false");
+  EXPECT_EQ(error_of([&] { parse_args(c, {"--resume", "/nonexistent/ckpt"}); }),
+            "--resume: '/nonexistent/ckpt' for 'resume' does not exist");
+  EXPECT_EQ(error_of([&] { parse_args(c, {"--config", "/nonexistent.yaml"}); }),
+            "config file '/nonexistent.yaml' does not exist");
+  EXPECT_EQ(error_of([&] { parse_args(c, {"positional"}); }),
+            "unexpected argument 'positional': options are --key value (see --help)");
+  EXPECT_EQ(error_of([&] { c.load_yaml_string("steps: 3\nfoo: 1\n", "x.yaml"); }),
+            "x.yaml (line 2): unknown key 'foo'");
+  EXPECT_EQ(error_of([&] { c.load_yaml_string("steps: [1, 2]\n", "x.yaml"); }),
+            "x.yaml (line 1): key 'steps' must be a single value, not a list or mapping");
+  EXPECT_NE(error_of([&] { c.load_yaml_string("steps: : :\n  - [", "x.yaml"); }).find("x.yaml: not valid YAML"),
+            std::string::npos);
+}
+
+TEST(Config, YamlRoundTrip) {
+  Config c(schema());
+  parse_args(c, {"--lr", "0.25", "--name", "a: b"});
+  Config d(schema());
+  d.load_yaml_string(c.to_yaml(), "saved");
+  EXPECT_DOUBLE_EQ(d.f("lr"), 0.25);
+  EXPECT_EQ(d.s("name"), "a: b");
+  EXPECT_EQ(d.to_yaml(), c.to_yaml());
+}

@@ -1,0 +1,10 @@
+// GoogleTest entry point shared by every test binary.
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  torch::set_num_threads(2);
+  return RUN_ALL_TESTS();
+}
