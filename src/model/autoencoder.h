@@ -1,0 +1,39 @@
+// Image <-> latent interface (the FLUX VAE implements it later) and the identity autoencoder the
+// tiny preset uses: pixel space with each f x f block of pixels folded into channels, lossless.
+#pragma once
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+namespace fluxtrain {
+
+class ImageAutoencoder {
+ public:
+  virtual ~ImageAutoencoder() = default;
+  // images: [B, 3, H, W] in [-1, 1] -> latents [B, C, H/f, W/f] (already scaled for the model).
+  virtual torch::Tensor encode(const torch::Tensor& images) = 0;
+  virtual torch::Tensor decode(const torch::Tensor& latents) = 0;
+  virtual int64_t latent_channels() const = 0;
+  virtual int64_t factor() const = 0;
+  virtual std::string name() const = 0;
+};
+
+class IdentityAutoencoder : public ImageAutoencoder {
+ public:
+  explicit IdentityAutoencoder(int64_t factor) : factor_(factor) {}
+  torch::Tensor encode(const torch::Tensor& images) override {
+    return torch::pixel_unshuffle(images, factor_);
+  }
+  torch::Tensor decode(const torch::Tensor& latents) override {
+    return torch::pixel_shuffle(latents, factor_);
+  }
+  int64_t latent_channels() const override { return 3 * factor_ * factor_; }
+  int64_t factor() const override { return factor_; }
+  std::string name() const override { return "identity"; }
+
+ private:
+  int64_t factor_;
+};
+
+}  // namespace fluxtrain

@@ -1,0 +1,63 @@
+// The FLUX.1 rectified-flow transformer (Black Forest Labs' architecture and parameter names).
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "model/layers.h"
+
+namespace fluxtrain {
+
+struct FluxParams {
+  int64_t in_channels = 64;       // latent channels x 2 x 2 patch
+  int64_t out_channels = 64;
+  int64_t vec_in_dim = 768;       // pooled text vector (CLIP-L)
+  int64_t context_in_dim = 4096;  // text tokens (T5-XXL)
+  int64_t hidden_size = 3072;
+  double mlp_ratio = 4.0;
+  int64_t num_heads = 24;
+  int64_t depth = 19;              // double-stream blocks
+  int64_t depth_single_blocks = 38;
+  std::vector<int64_t> axes_dim = {16, 56, 56};
+  double theta = 10000.0;
+  bool qkv_bias = true;
+  bool guidance_embed = false;
+  // Throws UserError naming the inconsistent field (heads must divide hidden, axes must sum to
+  // the head dim, ...).
+  void validate() const;
+};
+
+struct FluxImpl : torch::nn::Module {
+  explicit FluxImpl(const FluxParams& params);
+  // img: [B, Li, in_channels] patchified latents; img_ids: [B, Li, 3]; txt: [B, Lt, context_in_dim];
+  // txt_ids: [B, Lt, 3]; timesteps: [B] in [0, 1]; y: [B, vec_in_dim]; guidance: [B] (models with
+  // guidance_embed only). Returns the predicted velocity [B, Li, out_channels].
+  torch::Tensor forward(const torch::Tensor& img, const torch::Tensor& img_ids,
+                        const torch::Tensor& txt, const torch::Tensor& txt_ids,
+                        const torch::Tensor& timesteps, const torch::Tensor& y,
+                        const std::optional<torch::Tensor>& guidance = std::nullopt);
+
+  FluxParams params;
+  torch::nn::Linear img_in{nullptr}, txt_in{nullptr};
+  MLPEmbedder time_in{nullptr}, vector_in{nullptr}, guidance_in{nullptr};
+  torch::nn::ModuleList double_blocks{nullptr}, single_blocks{nullptr};
+  LastLayer final_layer{nullptr};
+};
+TORCH_MODULE(Flux);
+
+// Every parameter of the model by name and shape, in registration order, without allocating
+// anything (used to count 12B-parameter presets and to check checkpoints against a preset).
+struct ParamShape {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t numel() const;
+};
+std::vector<ParamShape> flux_parameter_shapes(const FluxParams& params);
+
+// Matmul FLOPs of one forward pass per sample (2 x multiply-adds of every linear layer applied
+// to its tokens, plus attention scores and values: 4 x L^2 x H per block).
+double flux_forward_flops(const FluxParams& params, int64_t image_tokens, int64_t text_tokens);
+
+}  // namespace fluxtrain

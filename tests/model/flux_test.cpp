@@ -1,0 +1,137 @@
+// The whole transformer: parameter names and counts, shapes, gradients (float64 finite
+// differences), and the latent token layout.
+#include <gtest/gtest.h>
+
+#include "model/flux.h"
+#include "model/latents.h"
+#include "model/presets.h"
+
+using namespace fluxtrain;
+
+static FluxParams micro(bool guidance) {
+  FluxParams p;
+  p.in_channels = p.out_channels = 8;
+  p.vec_in_dim = 6;
+  p.context_in_dim = 5;
+  p.hidden_size = 16;
+  p.num_heads = 2;
+  p.depth = 1;
+  p.depth_single_blocks = 1;
+  p.axes_dim = {2, 2, 4};
+  p.guidance_embed = guidance;
+  return p;
+}
+
+TEST(Flux, ParameterCountsOfTheRealPresets) {
+  auto count = [](const std::string& name) {
+    int64_t n = 0;
+    for (const auto& s : flux_parameter_shapes(model_preset(name).flux)) n += s.numel();
+    return n;
+  };
+  EXPECT_EQ(count("flux-dev"), 11901408320LL);
+  EXPECT_EQ(count("flux-schnell"), 11891178560LL);
+}
+
+TEST(Flux, ShapeTableMatchesTheModuleExactly) {
+  for (const std::string name : {"tiny", "tiny-guidance"}) {
+    auto p = model_preset(name).flux;
+    Flux model(p);
+    auto params = model->named_parameters();
+    auto shapes = flux_parameter_shapes(p);
+    ASSERT_EQ(params.size(), shapes.size()) << name;
+    size_t i = 0;
+    for (const auto& kv : params) {
+      EXPECT_EQ(kv.key(), shapes[i].name);
+      EXPECT_EQ(kv.value().sizes().vec(), shapes[i].shape) << shapes[i].name;
+      ++i;
+    }
+  }
+  // BFL names, spot checks.
+  Flux m(model_preset("tiny-guidance").flux);
+  auto params = m->named_parameters();
+  for (const char* n : {"img_in.weight", "guidance_in.in_layer.weight", "txt_in.bias",
+                        "double_blocks.1.img_attn.qkv.weight", "double_blocks.0.txt_mlp.2.bias",
+                        "double_blocks.0.img_attn.norm.query_norm.scale", "single_blocks.3.linear2.weight",
+                        "single_blocks.0.norm.key_norm.scale", "single_blocks.0.modulation.lin.bias",
+                        "final_layer.adaLN_modulation.1.weight", "final_layer.linear.weight"})
+    EXPECT_TRUE(params.contains(n)) << n;
+}
+
+TEST(Flux, ForwardShapesAndGuidanceMatters) {
+  torch::manual_seed(3);
+  auto p = micro(true);
+  Flux model(p);
+  const int64_t B = 2, Li = 4, Lt = 3;
+  auto img = torch::randn({B, Li, 8}), txt = torch::randn({B, Lt, 5});
+  auto ids = image_ids(B, 4, 4, torch::kCPU), tids = text_ids(B, Lt, torch::kCPU);
+  auto t = torch::tensor({0.3f, 0.9f}), y = torch::randn({B, 6});
+  auto out = model(img, ids, txt, tids, t, y, torch::tensor({1.f, 1.f}));
+  EXPECT_EQ(out.sizes(), (std::vector<int64_t>{B, Li, 8}));
+  auto out2 = model(img, ids, txt, tids, t, y, torch::tensor({4.f, 4.f}));
+  EXPECT_GT((out - out2).abs().max().item<float>(), 1e-4);
+  EXPECT_THROW(model(img, ids, txt, tids, t, y), c10::Error);
+  // Batch items are independent.
+  auto single = model(img.narrow(0, 1, 1), ids.narrow(0, 1, 1), txt.narrow(0, 1, 1),
+                      tids.narrow(0, 1, 1), t.narrow(0, 1, 1), y.narrow(0, 1, 1), torch::tensor({1.f}));
+  EXPECT_LT((single[0] - out[1]).abs().max().item<float>(), 1e-5);
+}
+
+TEST(Flux, GradientsMatchFloat64FiniteDifferences) {
+  torch::manual_seed(4);
+  Flux model(micro(true));
+  model->to(torch::kDouble);
+  // Perturb every parameter away from its init so that no gate or scale is trivially zero.
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : model->parameters()) p.add_(torch::randn_like(p) * 0.3);
+  }
+  const int64_t B = 2, Li = 4, Lt = 3;
+  auto opt = torch::kDouble;
+  auto img = torch::randn({B, Li, 8}, opt).requires_grad_(true), txt = torch::randn({B, Lt, 5}, opt);
+  auto ids = image_ids(B, 4, 4, torch::kCPU).to(opt), tids = text_ids(B, Lt, torch::kCPU).to(opt);
+  auto t = torch::tensor({0.3, 0.7}, opt), y = torch::randn({B, 6}, opt), g = torch::tensor({2.0, 3.0}, opt);
+  auto w = torch::randn({B, Li, 8}, opt);
+  auto loss_fn = [&] { return (model(img, ids, txt, tids, t, y, g) * w).sum(); };
+  auto loss = loss_fn();
+  loss.backward();
+  // Check d loss / d p for a sample of entries in every parameter tensor and in the input.
+  std::vector<std::pair<std::string, torch::Tensor>> checks;
+  for (const auto& kv : model->named_parameters()) checks.emplace_back(kv.key(), kv.value());
+  checks.emplace_back("input", img);
+  torch::NoGradGuard ng;
+  int checked = 0;
+  for (auto& [name, p] : checks) {
+    auto flat = p.view(-1);
+    auto grad = p.grad().view(-1);
+    for (int64_t j : {int64_t{0}, flat.numel() / 2, flat.numel() - 1}) {
+      const double eps = 1e-6, orig = flat[j].item<double>();
+      flat[j] = orig + eps;
+      double up = loss_fn().item<double>();
+      flat[j] = orig - eps;
+      double down = loss_fn().item<double>();
+      flat[j] = orig;
+      double fd = (up - down) / (2 * eps), an = grad[j].item<double>();
+      EXPECT_NEAR(an, fd, 1e-6 * std::max(1.0, std::abs(fd))) << name << "[" << j << "]";
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 60);
+}
+
+TEST(Latents, PatchifyLayoutAndInverse) {
+  // [1, 1, 4, 4] with values 0..15: the first token is the top-left 2x2 block (0, 1, 4, 5).
+  auto x = torch::arange(16).to(torch::kFloat).view({1, 1, 4, 4});
+  auto t = patchify(x);
+  ASSERT_EQ(t.sizes(), (std::vector<int64_t>{1, 4, 4}));
+  EXPECT_TRUE(torch::equal(t[0][0], torch::tensor({0.f, 1.f, 4.f, 5.f})));
+  EXPECT_TRUE(torch::equal(t[0][1], torch::tensor({2.f, 3.f, 6.f, 7.f})));
+  // Channels outermost within a token: (c 2 2).
+  auto y = torch::randn({2, 3, 6, 8});
+  auto ty = patchify(y);
+  EXPECT_EQ(ty.size(2), 12);
+  EXPECT_EQ(ty[1][5][4].item<float>(), y[1][1][2][2].item<float>());  // token (1,1), channel 1
+  EXPECT_TRUE(torch::equal(unpatchify(ty, 6, 8), y));
+  auto ids = image_ids(1, 6, 8, torch::kCPU);
+  EXPECT_TRUE(torch::equal(ids[0][5], torch::tensor({0.f, 1.f, 1.f})));
+  EXPECT_TRUE(torch::equal(ids[0][11], torch::tensor({0.f, 2.f, 3.f})));
+}
