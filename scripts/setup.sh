@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache git pkg-config
   libtorch-dev            # tensors, autograd, kernels (1.13, CPU)
+  libopenblas0-openmp     # fast BLAS for libtorch (Debian defaults to the reference BLAS: 30x slower)
   libyaml-cpp-dev         # configs
   nlohmann-json3-dev      # safetensors headers, manifests, metrics
   libfmt-dev              # formatting

@@ -1,0 +1,105 @@
+// POSIX file helpers (see files.h).
+#include "io/files.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "core/errors.h"
+
+namespace fluxtrain {
+namespace fs = std::filesystem;
+
+OutFile::OutFile(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) user_error("{}: cannot create ({})", path, std::strerror(errno));
+}
+
+OutFile::~OutFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void OutFile::write(const void* data, size_t n) {
+  auto* p = static_cast<const char*>(data);
+  while (n > 0) {
+    size_t chunk = std::min<size_t>(n, size_t(1) << 30);
+    ssize_t got = ::write(fd_, p, chunk);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      user_error("{}: write failed after {} bytes ({})", path_, written_, std::strerror(errno));
+    }
+    p += got;
+    n -= size_t(got);
+    written_ += uint64_t(got);
+  }
+}
+
+void OutFile::sync() {
+  if (::fsync(fd_) != 0) user_error("{}: fsync failed ({})", path_, std::strerror(errno));
+}
+
+void OutFile::close() {
+  int fd = fd_;
+  fd_ = -1;
+  if (fd >= 0 && ::close(fd) != 0) user_error("{}: close failed ({})", path_, std::strerror(errno));
+}
+
+void fsync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) user_error("{}: cannot open directory ({})", dir, std::strerror(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  // Some filesystems do not support fsync on directories; that is not an error worth stopping.
+  if (rc != 0 && err != EINVAL && err != ENOTSUP)
+    user_error("{}: fsync failed ({})", dir, std::strerror(err));
+}
+
+std::string unique_suffix() {
+  static thread_local std::mt19937_64 gen{std::random_device{}() ^ (uint64_t(::getpid()) << 32)};
+  return fmt::format("{}-{:016x}", ::getpid(), gen());
+}
+
+std::string read_file_bytes(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) user_error("{}: no such file", path);
+    user_error("{}: cannot open ({})", path, std::strerror(errno));
+  }
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t got = ::read(fd, buf, sizeof buf);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      user_error("{}: cannot read ({})", path, std::strerror(err));
+    }
+    if (got == 0) break;
+    out.append(buf, size_t(got));
+  }
+  ::close(fd);
+  return out;
+}
+
+std::string json_error_where(const nlohmann::json::parse_error& e, size_t len) {
+  // nlohmann counts bytes from 1 and counts the end of input as one more byte.
+  if (e.byte > len) return fmt::format("unexpected end after {} bytes", len);
+  return fmt::format("syntax error at byte {} of {}", e.byte, len);
+}
+
+std::string parent_dir(const std::string& path) {
+  fs::path p(path);
+  while (p.has_relative_path() && p.filename().empty()) p = p.parent_path();  // "a/b/" -> "a/b"
+  fs::path parent = p.parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+
+}  // namespace fluxtrain

@@ -1,0 +1,42 @@
+// Small file helpers: durable writes (write-all, fsync of files and directories), unique
+// temporary names, reading a whole file, JSON parse error positions.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace fluxtrain {
+
+// A file opened for writing (created or truncated, mode 0644); closes on destruction.
+// Every failure is a UserError naming the path and the system's reason.
+class OutFile {
+ public:
+  explicit OutFile(const std::string& path);
+  ~OutFile();
+  OutFile(const OutFile&) = delete;
+  OutFile& operator=(const OutFile&) = delete;
+  void write(const void* data, size_t n);  // all of it, retrying short writes
+  void sync();                             // fsync
+  void close();                            // close, reporting errors (the destructor ignores them)
+  uint64_t bytes_written() const { return written_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+};
+
+// fsync a directory so that the entries created or renamed in it are durable.
+void fsync_dir(const std::string& dir);
+// "<pid>-<16 random hex digits>", for names like "<dir>.tmp-<pid>-<random>".
+std::string unique_suffix();
+// The whole file; UserError "<path>: no such file" / "<path>: cannot read (...)".
+std::string read_file_bytes(const std::string& path);
+// Where a JSON text of `len` bytes failed to parse, for error messages:
+// "syntax error at byte 5 of 16" or "unexpected end after 16 bytes".
+std::string json_error_where(const nlohmann::json::parse_error& e, size_t len);
+// The parent directory of `path` ("." when it has none), with trailing slashes ignored.
+std::string parent_dir(const std::string& path);
+
+}  // namespace fluxtrain
