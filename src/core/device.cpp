@@ -1,6 +1,8 @@
 // Device and dtype parsing (see device.h).
 #include "core/device.h"
 
+#include <thread>
+
 #include "core/errors.h"
 
 namespace fluxtrain {
@@ -47,6 +49,17 @@ std::string dtype_name(torch::ScalarType t) {
 std::string device_description(const torch::Device& d) {
   if (d.is_cpu()) return fmt::format("cpu ({} threads)", torch::get_num_threads());
   return fmt::format("cuda:{}", d.has_index() ? d.index() : 0);
+}
+
+void configure_threads(int64_t n) {
+  const unsigned hw = std::thread::hardware_concurrency();
+  torch::set_num_threads(static_cast<int>(n > 0 ? n : (hw > 0 ? hw : 1)));
+}
+
+std::string shape_str(c10::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 }  // namespace fluxtrain

@@ -12,5 +12,10 @@ torch::Device parse_device(const std::string& text);
 torch::ScalarType parse_precision(const std::string& text);
 std::string dtype_name(torch::ScalarType t);  // "F32", "BF16", ... (safetensors spelling)
 std::string device_description(const torch::Device& d);  // "cpu (2 threads)" / GPU name
+// Intra-op threads for CPU tensor math: n > 0, or every core when n == 0 (libtorch may default
+// to one thread in containers).
+void configure_threads(int64_t n);
+// "[3, 4]" (for error messages).
+std::string shape_str(c10::IntArrayRef shape);
 
 }  // namespace fluxtrain

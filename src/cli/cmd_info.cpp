@@ -1,0 +1,92 @@
+// `fluxtrain info`: components of a model preset (or a checkpoint's model) with parameter counts,
+// dtypes and devices, and the memory full training needs. Large presets are counted by shape,
+// without allocating their weights.
+#include <cstdio>
+#include <map>
+
+#include "cli/commands.h"
+#include "core/config.h"
+#include "core/device.h"
+#include "core/errors.h"
+#include "io/checkpoint.h"
+#include "model/flux.h"
+#include "model/presets.h"
+#include "train/trainer.h"
+
+namespace fluxtrain {
+
+static std::string thousands(int64_t n) {
+  std::string s = std::to_string(n), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i && (s.size() - i) % 3 == 0) out += ',';
+    out += s[i];
+  }
+  return out;
+}
+
+int cmd_info(const Args& args) {
+  ConfigSchema schema;
+  schema.choice("model", "model", "tiny", model_preset_names(), "model preset")
+      .path("model", "checkpoint", "show the model of this checkpoint instead (its stored tensors)", true)
+      .choice("model", "dtype", "auto", {"auto", "fp32", "bf16"},
+              "weight dtype shown and used for memory (auto: bf16 for flux-*, fp32 for tiny)");
+  Config cfg(schema);
+  if (!parse_args(cfg, args)) {
+    std::printf("usage: fluxtrain info [--model NAME | --checkpoint DIR]\n%s", schema.help().c_str());
+    return 0;
+  }
+  std::string model = cfg.s("model");
+  std::string where = "not allocated (counted by shape)";
+  std::map<std::string, std::string> stored_dtype;  // from a checkpoint
+  if (!cfg.s("checkpoint").empty()) {
+    auto dir = find_checkpoint(cfg.s("checkpoint"), true);
+    auto ck = load_checkpoint_dir(dir, false);
+    model = ck.state.value("model", model);
+    const auto& f = ck.file("model.safetensors");
+    for (const auto& n : f.names()) stored_dtype[n] = f.info(n).dtype;
+    where = "cpu (checkpoint " + dir + ")";
+  }
+  const ModelPreset preset = model_preset(model);
+  std::string dtype = cfg.s("dtype") == "auto" ? (model.rfind("flux", 0) == 0 ? "bf16" : "fp32") : cfg.s("dtype");
+  const std::string dtype_label = dtype_name(parse_precision(dtype));
+
+  struct Row {
+    int64_t params = 0, tensors = 0;
+    std::string dtype;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Row> rows;
+  int64_t total = 0;
+  for (const auto& p : flux_parameter_shapes(preset.flux)) {
+    std::string comp = p.name.substr(0, p.name.find('.'));
+    if (!rows.count(comp)) order.push_back(comp);
+    auto& r = rows[comp];
+    r.params += p.numel();
+    r.tensors += 1;
+    std::string dt = stored_dtype.count(p.name) ? stored_dtype[p.name] : dtype_label;
+    r.dtype = r.dtype.empty() || r.dtype == dt ? dt : "mixed";
+    total += p.numel();
+  }
+  const auto& f = preset.flux;
+  std::printf("model %s: hidden %lld, heads %lld, %lld double + %lld single blocks, guidance input %s\n",
+              model.c_str(), (long long)f.hidden_size, (long long)f.num_heads, (long long)f.depth,
+              (long long)f.depth_single_blocks, f.guidance_embed ? "yes" : "no");
+  std::printf("%-16s %8s %18s %18s  %-6s %s\n", "component", "blocks", "parameters", "trainable", "dtype",
+              "device");
+  for (const auto& c : order) {
+    int64_t blocks = c == "double_blocks" ? f.depth : c == "single_blocks" ? f.depth_single_blocks : 1;
+    const auto& r = rows[c];
+    std::printf("%-16s %8lld %18s %18s  %-6s %s\n", c.c_str(), (long long)blocks,
+                thousands(r.params).c_str(), thousands(r.params).c_str(), r.dtype.c_str(), where.c_str());
+  }
+  std::printf("%-16s %8s %18s %18s\n", "total", "", thousands(total).c_str(), thousands(total).c_str());
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  const double wbytes = dtype == "bf16" ? 2 : 4;
+  std::printf("memory for full training with AdamW: weights %.2f GiB (%s) + gradients %.2f GiB + "
+              "optimizer state %.2f GiB (2 x fp32) = %.2f GiB before activations\n",
+              total * wbytes / gib, dtype_label.c_str(), total * wbytes / gib, total * 8.0 / gib,
+              total * (2 * wbytes + 8.0) / gib);
+  return 0;
+}
+
+}  // namespace fluxtrain

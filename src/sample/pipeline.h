@@ -1,0 +1,40 @@
+// A text-to-image pipeline: the transformer plus the components around it (text conditioner,
+// autoencoder), built from a model preset, with the conversions between images, latents and
+// tokens that training and sampling share.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "model/autoencoder.h"
+#include "model/flux.h"
+#include "model/presets.h"
+#include "text/conditioner.h"
+
+namespace fluxtrain {
+
+struct Pipeline {
+  ModelPreset preset;
+  torch::Device device = torch::kCPU;
+  Flux transformer{nullptr};
+  std::shared_ptr<TextConditioner> text;
+  std::shared_ptr<ImageAutoencoder> autoencoder;
+
+  // Random-initialised transformer (seeded) and the built-in components. Presets that need real
+  // encoders (flux-dev, flux-schnell) get a UserError until weights are given.
+  static Pipeline create(const std::string& preset_name, torch::Device device, uint64_t seed,
+                         bool zero_init_output = true);
+
+  // Throws UserError unless height and width are positive multiples of 2 x autoencoder factor.
+  void check_resolution(int64_t height, int64_t width) const;
+  int64_t image_tokens(int64_t height, int64_t width) const;
+  // images [B, 3, H, W] in [-1, 1] -> tokens [B, L, in_channels].
+  torch::Tensor images_to_tokens(const torch::Tensor& images);
+  // tokens [B, L, C] -> images [B, 3, H, W] in [-1, 1] (clamped).
+  torch::Tensor tokens_to_images(const torch::Tensor& tokens, int64_t height, int64_t width);
+};
+
+}  // namespace fluxtrain

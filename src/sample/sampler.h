@@ -1,0 +1,33 @@
+// Euler sampler for the FLUX flow ODE, from t = 1 (noise) to t = 0 (data).
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "sample/pipeline.h"
+
+namespace fluxtrain {
+
+// linspace(1, 0, steps + 1), shifted by time_shift(flux_shift_mu(image_tokens)) when `shift`.
+std::vector<double> flux_schedule(int64_t steps, int64_t image_tokens, bool shift);
+
+struct SampleOptions {
+  int64_t height = 32, width = 32;
+  int64_t steps = 20;
+  bool shift = false;
+  double guidance = 0.0;  // fed to the guidance input (guidance-distilled models only)
+  uint64_t seed = 0;
+  torch::ScalarType precision = torch::kFloat;  // autocast dtype for the transformer
+};
+
+// Options from the preset's defaults.
+SampleOptions default_sample_options(const ModelPreset& preset);
+
+// Generates one image per prompt -> [B, 3, H, W] in [-1, 1] on the CPU. Image i's starting
+// noise comes from (seed, i) alone, so an image does not depend on what else is in the batch.
+torch::Tensor generate_images(Pipeline& pipeline, const std::vector<std::string>& prompts,
+                              const SampleOptions& options);
+
+}  // namespace fluxtrain

@@ -1,0 +1,83 @@
+// Training configuration schema (see train_config.h).
+#include "train/train_config.h"
+
+#include <ctime>
+#include <filesystem>
+
+#include "core/errors.h"
+
+namespace fluxtrain {
+namespace fs = std::filesystem;
+
+ConfigSchema train_schema() {
+  ConfigSchema s;
+  s.string("run", "name", "default", "run name: outputs go to <output_dir>/<name>/<id>/")
+      .string("run", "output_dir", "runs", "root of run directories")
+      .integer("run", "seed", 0, "seed of every random draw (init, data, noise, timesteps)", 0)
+      .string("run", "device", "auto", "auto | cpu | cuda | cuda:N")
+      .integer("run", "threads", 0, "CPU threads for tensor math (0 = all cores)", 0)
+      .integer("run", "log_every", 10, "progress line every N steps", 1)
+      .path("run", "resume", "continue from a checkpoint directory (or a run directory: its latest)", true)
+      .choice("model", "model", "tiny", {"tiny", "tiny-guidance", "flux-dev", "flux-schnell"},
+              "model preset")
+      .choice("model", "precision", "fp32", {"fp32", "bf16"},
+              "compute precision (bf16: autocast with fp32 weights and optimizer state)")
+      .boolean("model", "zero_init", true, "adaLN-zero init of modulation and output layers")
+      .choice("data", "dataset", "shapes", {"shapes"}, "training data (shapes: built-in, procedural)")
+      .integer("data", "resolution", 0, "image side in pixels (0 = the preset's default)", 0)
+      .integer("data", "dataset_size", 1000000, "examples per epoch of the procedural dataset", 1)
+      .real("data", "caption_dropout", 0.0, "probability of training on the empty caption", 0.0, 1.0)
+      .integer("train", "steps", 600, "optimizer steps", 1)
+      .integer("train", "batch_size", 32, "samples per micro-batch", 1)
+      .integer("train", "grad_accum", 1, "micro-batches per optimizer step", 1)
+      .real("train", "lr", 1e-3, "peak learning rate", 0.0)
+      .real("train", "beta1", 0.9, "AdamW beta1", 0.0, 1.0)
+      .real("train", "beta2", 0.999, "AdamW beta2", 0.0, 1.0)
+      .real("train", "eps", 1e-8, "AdamW epsilon", 0.0)
+      .real("train", "weight_decay", 0.0, "AdamW decoupled weight decay", 0.0)
+      .choice("train", "lr_schedule", "cosine", {"constant", "warmup_hold", "cosine", "linear"},
+              "learning-rate schedule")
+      .integer("train", "warmup_steps", 50, "linear warm-up steps", 0)
+      .real("train", "min_lr_ratio", 0.0, "floor of cosine/linear decay as a fraction of lr", 0.0, 1.0)
+      .real("train", "max_grad_norm", 1.0, "clip the global gradient norm (0 = no clipping)", 0.0)
+      .choice("train", "timestep_sampling", "logit_normal",
+              {"uniform", "logit_normal", "shift", "flux_shift"}, "how training timesteps are drawn")
+      .real("train", "logit_mean", 0.0, "mean of the normal behind logit_normal/shift/flux_shift")
+      .real("train", "logit_std", 1.0, "std of that normal", 0.0)
+      .real("train", "shift", 3.0, "constant shift for timestep_sampling=shift", 0.0)
+      .real("train", "guidance", -1.0, "guidance input while training (-1 = the preset's default)")
+      .integer("validation", "val_every", 0,
+               "validate every N training samples, MLPerf style (0 = only at the end)", 0)
+      .integer("validation", "val_samples", 256, "validation samples (t = i/8 for i = index mod 8)", 0)
+      .real("validation", "target_val_loss", 0.0, "stop when validation loss reaches this (0 = off)", 0.0)
+      .integer("checkpoint", "ckpt_every", 0, "checkpoint every N steps (0 = only at the end)", 0)
+      .integer("checkpoint", "keep_last", 3, "step checkpoints kept (0 = all)", 0)
+      .boolean("checkpoint", "save_best", true, "keep checkpoints/best with the lowest validation loss")
+      .choice("eval", "final_eval", "auto", {"auto", "shapes", "none"},
+              "after training, sample held-out captions and judge them (auto: shapes data only)")
+      .integer("eval", "eval_images_per_caption", 2, "images per held-out caption", 1)
+      .integer("eval", "sample_steps", 0, "sampler steps for evaluation (0 = the preset's)", 0)
+      .integer("eval", "sample_seed", 12345, "seed of evaluation noise", 0);
+  return s;
+}
+
+std::string create_run_dir(const std::string& output_dir, const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+    user_error("name '{}': expected a plain directory name", name);
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  fs::path base = fs::path(output_dir) / name;
+  std::error_code ec;
+  fs::create_directories(base, ec);
+  if (ec) user_error("output_dir '{}': cannot create '{}': {}", output_dir, base.string(), ec.message());
+  for (int k = 1;; ++k) {
+    fs::path dir = base / (k == 1 ? std::string(stamp) : fmt::format("{}-{}", stamp, k));
+    if (fs::create_directory(dir, ec)) return dir.string();
+    if (ec) user_error("cannot create run directory '{}': {}", dir.string(), ec.message());
+  }
+}
+
+}  // namespace fluxtrain
