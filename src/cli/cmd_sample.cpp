@@ -29,9 +29,12 @@ static ConfigSchema sample_schema() {
       .integer("sampling", "width", 0, "image width in pixels (0 = the checkpoint's resolution)", 0)
       .integer("sampling", "steps", 0, "Euler steps (0 = the model's default)", 0)
       .real("sampling", "guidance", -1.0, "guidance value for guidance-distilled models (-1 = default)")
+      .real("sampling", "cfg_scale", 1.0,
+            "classifier-free guidance against the empty prompt (1 = off; for models trained with caption dropout)", 0.0)
       .choice("sampling", "shift", "auto", {"auto", "on", "off"}, "resolution-dependent schedule shift")
       .integer("sampling", "seed", 0, "noise seed (image k of a prompt uses seed + k)", 0)
       .integer("sampling", "batch", 1, "images per prompt", 1)
+      .boolean("sampling", "use_ema", true, "use the checkpoint's EMA weights when it has them")
       .string("sampling", "device", "auto", "auto | cpu | cuda | cuda:N")
       .choice("sampling", "precision", "fp32", {"fp32", "bf16"}, "compute precision");
   return s;
@@ -64,6 +67,8 @@ int cmd_sample(const Args& args) {
   configure_threads(0);
   Pipeline pipe = Pipeline::create(model, device, 0, false);
   load_module_tensors(*pipe.transformer, ckpt.file("model.safetensors"));
+  const bool ema = cfg.b("use_ema") && ckpt.has_file("ema.safetensors");
+  if (ema) load_module_tensors(*pipe.transformer, ckpt.file("ema.safetensors"), /*strict=*/false);
 
   SampleOptions o = default_sample_options(pipe.preset);
   const int64_t res = ckpt.state.value("resolution", pipe.preset.default_resolution);
@@ -71,6 +76,7 @@ int cmd_sample(const Args& args) {
   o.width = cfg.i("width") > 0 ? cfg.i("width") : res;
   if (cfg.i("steps") > 0) o.steps = cfg.i("steps");
   if (cfg.f("guidance") >= 0) o.guidance = cfg.f("guidance");
+  o.cfg_scale = cfg.f("cfg_scale");
   if (cfg.s("shift") != "auto") o.shift = cfg.s("shift") == "on";
   o.precision = parse_precision(cfg.s("precision"));
   pipe.check_resolution(o.height, o.width);
@@ -101,9 +107,11 @@ int cmd_sample(const Args& args) {
         {"prompt", outputs[n].first},
         {"model", model},
         {"checkpoint", ckpt_dir},
+        {"weights", ema ? "ema" : "model"},
         {"steps", std::to_string(o.steps)},
         {"guidance", fmt::format("{}", o.guidance)},
         {"shift", o.shift ? "on" : "off"},
+        {"cfg_scale", fmt::format("{}", o.cfg_scale)},
         {"seed", std::to_string(seeds[n])},
         {"size", fmt::format("{}x{}", o.width, o.height)},
         {"Software", "fluxtrain " FLUXTRAIN_COMMIT}};

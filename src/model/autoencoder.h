@@ -36,4 +36,21 @@ class IdentityAutoencoder : public ImageAutoencoder {
   int64_t factor_;
 };
 
+// A stand-in with a real VAE's latent shape (for benchmarks and tests of the 12B presets without
+// their weights): each f x f pixel block (3 f^2 values) is projected to `channels` values by a
+// fixed random matrix with orthonormal rows; decode applies its transpose.
+class ProjectionAutoencoder : public ImageAutoencoder {
+ public:
+  ProjectionAutoencoder(int64_t factor, int64_t channels, uint64_t seed);
+  torch::Tensor encode(const torch::Tensor& images) override;
+  torch::Tensor decode(const torch::Tensor& latents) override;
+  int64_t latent_channels() const override { return channels_; }
+  int64_t factor() const override { return factor_; }
+  std::string name() const override { return "stand-in projection"; }
+
+ private:
+  int64_t factor_, channels_;
+  torch::Tensor projection_;  // [channels, 3 f^2], orthonormal rows
+};
+
 }  // namespace fluxtrain

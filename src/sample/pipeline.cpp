@@ -21,13 +21,14 @@ static void zero_init_modulation(FluxImpl& m) {
 }
 
 Pipeline Pipeline::create(const std::string& preset_name, torch::Device device, uint64_t seed,
-                          bool zero_init_output) {
+                          bool zero_init_output, bool stand_in_encoders) {
   Pipeline p;
   p.preset = model_preset(preset_name);
   p.device = device;
-  if (p.preset.text_encoder != "hashed-words" || p.preset.autoencoder != "identity")
+  const bool built_in = p.preset.text_encoder == "hashed-words" && p.preset.autoencoder == "identity";
+  if (!built_in && !stand_in_encoders)
     user_error("model '{}' needs its real text encoders and VAE, which this build cannot load yet; "
-               "use --model tiny",
+               "use --model tiny (or --stand_in_encoders for benchmarks)",
                preset_name);
   torch::manual_seed(derive_seed(seed, static_cast<uint64_t>(RngStream::kInit)));
   p.transformer = Flux(p.preset.flux);
@@ -36,7 +37,11 @@ Pipeline Pipeline::create(const std::string& preset_name, torch::Device device, 
   p.text = std::make_shared<HashedWordConditioner>(p.preset.flux.context_in_dim,
                                                    p.preset.flux.vec_in_dim,
                                                    p.preset.max_text_tokens, seed);
-  p.autoencoder = std::make_shared<IdentityAutoencoder>(p.preset.ae_factor);
+  if (built_in)
+    p.autoencoder = std::make_shared<IdentityAutoencoder>(p.preset.ae_factor);
+  else
+    p.autoencoder = std::make_shared<ProjectionAutoencoder>(p.preset.ae_factor,
+                                                           p.preset.latent_channels, seed);
   return p;
 }
 

@@ -24,9 +24,11 @@ struct Pipeline {
   std::shared_ptr<ImageAutoencoder> autoencoder;
 
   // Random-initialised transformer (seeded) and the built-in components. Presets that need real
-  // encoders (flux-dev, flux-schnell) get a UserError until weights are given.
+  // encoders (flux-dev, flux-schnell) get a UserError unless `stand_in_encoders`, which gives
+  // them weight-free stand-ins of the real shapes (hashed words at T5/CLIP widths and token count,
+  // a projection autoencoder with 16 latent channels at x8) for benchmarks.
   static Pipeline create(const std::string& preset_name, torch::Device device, uint64_t seed,
-                         bool zero_init_output = true);
+                         bool zero_init_output = true, bool stand_in_encoders = false);
 
   // Throws UserError unless height and width are positive multiples of 2 x autoencoder factor.
   void check_resolution(int64_t height, int64_t width) const;

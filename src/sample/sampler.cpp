@@ -36,22 +36,31 @@ torch::Tensor generate_images(Pipeline& p, const std::vector<std::string>& promp
     noise.push_back(torch::randn({1, C, h, w}, gen));
   }
   auto x = patchify(torch::cat(noise, 0)).to(p.device);  // [B, L, 4C]
-  auto img_ids = image_ids(B, h, w, p.device);
-  auto cond = p.text->encode(prompts, p.device);
-  auto txt_ids = text_ids(B, cond.txt.size(1), p.device);
+  const bool cfg = o.cfg_scale != 1.0;
+  std::vector<std::string> texts = prompts;
+  if (cfg) texts.insert(texts.end(), prompts.size(), std::string());  // unconditional half
+  const int64_t N = static_cast<int64_t>(texts.size());
+  auto cond = p.text->encode(texts, p.device);
+  auto txt_ids = text_ids(N, cond.txt.size(1), p.device);
+  auto ids = image_ids(N, h, w, p.device);
   std::optional<torch::Tensor> guidance;
   if (p.preset.flux.guidance_embed)
-    guidance = torch::full({B}, o.guidance, torch::TensorOptions().device(p.device));
+    guidance = torch::full({N}, o.guidance, torch::TensorOptions().device(p.device));
   auto schedule = flux_schedule(o.steps, x.size(1), o.shift);
   p.transformer->eval();
   for (size_t i = 0; i + 1 < schedule.size(); ++i) {
-    auto t = torch::full({B}, schedule[i], torch::TensorOptions().device(p.device));
+    auto t = torch::full({N}, schedule[i], torch::TensorOptions().device(p.device));
     torch::Tensor v;
     {
       AutocastScope autocast(p.device.type(), o.precision);
-      v = p.transformer(x, img_ids, cond.txt, txt_ids, t, cond.vec, guidance);
+      v = p.transformer(cfg ? torch::cat({x, x}, 0) : x, ids, cond.txt, txt_ids, t, cond.vec, guidance)
+              .to(torch::kFloat);
     }
-    x = x + (schedule[i + 1] - schedule[i]) * v.to(torch::kFloat);
+    if (cfg) {
+      auto parts = v.chunk(2, 0);
+      v = parts[1] + o.cfg_scale * (parts[0] - parts[1]);
+    }
+    x = x + (schedule[i + 1] - schedule[i]) * v;
   }
   return p.tokens_to_images(x, o.height, o.width).cpu();
 }

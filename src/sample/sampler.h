@@ -18,6 +18,9 @@ struct SampleOptions {
   int64_t steps = 20;
   bool shift = false;
   double guidance = 0.0;  // fed to the guidance input (guidance-distilled models only)
+  // Classifier-free guidance ("true CFG"): v = v(empty) + cfg_scale (v(prompt) - v(empty)), for
+  // models trained with caption dropout. 1 = off (one model call per step).
+  double cfg_scale = 1.0;
   uint64_t seed = 0;
   torch::ScalarType precision = torch::kFloat;  // autocast dtype for the transformer
 };

@@ -10,7 +10,7 @@ namespace fluxtrain {
 
 AdamW::AdamW(Named params, AdamWOptions options) : params_(std::move(params)), opt_(options) {
   for (const auto& [name, p] : params_) {
-    auto opts = p.options().dtype(torch::kFloat);
+    auto opts = p.options().dtype(opt_.state_dtype);
     exp_avg_.push_back(torch::zeros(p.sizes(), opts));
     exp_avg_sq_.push_back(torch::zeros(p.sizes(), opts));
   }
@@ -25,10 +25,16 @@ void AdamW::step(double lr) {
     auto& p = params_[i].second;
     if (!p.grad().defined()) continue;
     auto g = p.grad().to(torch::kFloat);
-    auto& m = exp_avg_[i];
-    auto& v = exp_avg_sq_[i];
+    const bool fp32_state = opt_.state_dtype == torch::kFloat;
+    // Low-precision state: update in fp32, store rounded.
+    auto m = fp32_state ? exp_avg_[i] : exp_avg_[i].to(torch::kFloat);
+    auto v = fp32_state ? exp_avg_sq_[i] : exp_avg_sq_[i].to(torch::kFloat);
     m.mul_(opt_.beta1).add_(g, 1 - opt_.beta1);
     v.mul_(opt_.beta2).addcmul_(g, g, 1 - opt_.beta2);
+    if (!fp32_state) {
+      exp_avg_[i].copy_(m);
+      exp_avg_sq_[i].copy_(v);
+    }
     auto denom = (v.sqrt() / std::sqrt(bc2)).add_(opt_.eps);
     if (p.scalar_type() == torch::kFloat) {
       if (opt_.weight_decay != 0) p.mul_(1 - lr * opt_.weight_decay);
@@ -68,7 +74,7 @@ void AdamW::load_state(const std::function<torch::Tensor(const std::string&)>& g
       if (t.sizes() != dst->sizes())
         user_error("{}: optimizer state '{}' has shape {}, expected {}", origin, name,
                    shape_str(t.sizes()), shape_str(dst->sizes()));
-      dst->copy_(t);
+      dst->copy_(t.to(dst->device(), dst->scalar_type()));
     }
   }
   step_ = steps;

@@ -11,6 +11,7 @@ namespace fluxtrain {
 
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  torch::ScalarType state_dtype = torch::kFloat;  // fp32, or bf16 to halve optimizer memory
 };
 
 class AdamW {

@@ -18,11 +18,17 @@ ConfigSchema train_schema() {
       .integer("run", "threads", 0, "CPU threads for tensor math (0 = all cores)", 0)
       .integer("run", "log_every", 10, "progress line every N steps", 1)
       .path("run", "resume", "continue from a checkpoint directory (or a run directory: its latest)", true)
-      .choice("model", "model", "tiny", {"tiny", "tiny-guidance", "flux-dev", "flux-schnell"},
+      .choice("model", "model", "tiny", {"tiny", "tiny-px", "tiny-guidance", "flux-dev", "flux-schnell"},
               "model preset")
       .choice("model", "precision", "fp32", {"fp32", "bf16"},
               "compute precision (bf16: autocast with fp32 weights and optimizer state)")
+      .choice("model", "weights", "fp32", {"fp32", "bf16"},
+              "dtype of the transformer's weights (bf16 needs precision bf16)")
+      .choice("model", "optimizer_state", "fp32", {"fp32", "bf16"}, "dtype of AdamW's moments")
       .boolean("model", "zero_init", true, "adaLN-zero init of modulation and output layers")
+      .boolean("model", "stand_in_encoders", false,
+               "flux-dev/schnell without weights: hashed-word text and a projection autoencoder of the "
+               "real shapes (benchmarks)")
       .choice("data", "dataset", "shapes", {"shapes"}, "training data (shapes: built-in, procedural)")
       .integer("data", "resolution", 0, "image side in pixels (0 = the preset's default)", 0)
       .integer("data", "dataset_size", 1000000, "examples per epoch of the procedural dataset", 1)
@@ -39,6 +45,9 @@ ConfigSchema train_schema() {
               "learning-rate schedule")
       .integer("train", "warmup_steps", 50, "linear warm-up steps", 0)
       .real("train", "min_lr_ratio", 0.0, "floor of cosine/linear decay as a fraction of lr", 0.0, 1.0)
+      .real("train", "ema_decay", 0.0,
+            "keep an exponential moving average of the weights for validation, evaluation and "
+            "sampling (0 = off; e.g. 0.999)", 0.0, 1.0)
       .real("train", "max_grad_norm", 1.0, "clip the global gradient norm (0 = no clipping)", 0.0)
       .choice("train", "timestep_sampling", "logit_normal",
               {"uniform", "logit_normal", "shift", "flux_shift"}, "how training timesteps are drawn")
@@ -57,7 +66,8 @@ ConfigSchema train_schema() {
               "after training, sample held-out captions and judge them (auto: shapes data only)")
       .integer("eval", "eval_images_per_caption", 2, "images per held-out caption", 1)
       .integer("eval", "sample_steps", 0, "sampler steps for evaluation (0 = the preset's)", 0)
-      .integer("eval", "sample_seed", 12345, "seed of evaluation noise", 0);
+      .integer("eval", "sample_seed", 12345, "seed of evaluation noise", 0)
+      .real("eval", "cfg_scale", 1.0, "classifier-free guidance scale for evaluation samples (1 = off)", 0.0);
   return s;
 }
 

@@ -17,6 +17,7 @@
 #include "model/latents.h"
 #include "model/weights.h"
 #include "sample/pipeline.h"
+#include "train/ema.h"
 #include "train/flow_matching.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
@@ -95,14 +96,16 @@ TrainResult train(const Config& cfg) {
   } else {
     run_dir = create_run_dir(cfg.s("output_dir"), cfg.s("name"));
   }
-  {
-    std::ofstream(fs::path(run_dir) / "config.yaml") << cfg.to_yaml();
-  }
   std::fprintf(stderr, "%s", ("# resolved config\n" + cfg.to_yaml()).c_str());
-  log_info("run directory: {}", run_dir);
 
   // Model and data.
-  Pipeline pipe = Pipeline::create(cfg.s("model"), device, seed, cfg.b("zero_init"));
+  Pipeline pipe =
+      Pipeline::create(cfg.s("model"), device, seed, cfg.b("zero_init"), cfg.b("stand_in_encoders"));
+  const torch::ScalarType weights_dtype = parse_precision(cfg.s("weights"));
+  if (weights_dtype != torch::kFloat) {
+    if (precision != weights_dtype) user_error("weights: bf16 weights need --precision bf16");
+    pipe.transformer->to(weights_dtype);
+  }
   const int64_t res = cfg.i("resolution") > 0 ? cfg.i("resolution") : pipe.preset.default_resolution;
   pipe.check_resolution(res, res);
   const int64_t image_tokens = pipe.image_tokens(res, res);
@@ -116,7 +119,10 @@ TrainResult train(const Config& cfg) {
   for (auto& kv : pipe.transformer->named_parameters()) trainable.emplace_back(kv.key(), kv.value());
   int64_t n_params = 0;
   for (auto& [n, p] : trainable) n_params += p.numel();
-  AdamW opt(trainable, {cfg.f("beta1"), cfg.f("beta2"), cfg.f("eps"), cfg.f("weight_decay")});
+  AdamW opt(trainable, {cfg.f("beta1"), cfg.f("beta2"), cfg.f("eps"), cfg.f("weight_decay"),
+                        parse_precision(cfg.s("optimizer_state"))});
+  std::optional<Ema> ema;
+  if (cfg.f("ema_decay") > 0) ema.emplace(trainable, cfg.f("ema_decay"));
   LrSchedule sched{cfg.s("lr_schedule"), cfg.f("lr"), cfg.i("warmup_steps"), cfg.i("steps"),
                    cfg.f("min_lr_ratio")};
   TimestepOptions topt{parse_timestep_sampling(cfg.s("timestep_sampling")), cfg.f("logit_mean"),
@@ -135,6 +141,13 @@ TrainResult train(const Config& cfg) {
     opt.load_state(
         [&](const std::string& n) { return of.contains(n) ? of.load(n, torch::kFloat, device) : torch::Tensor(); },
         st.at("optimizer_steps").get<int64_t>(), of.path());
+    if (ema) {
+      if (!resume->has_file("ema.safetensors"))
+        user_error("resume '{}': ema_decay is set but the checkpoint has no ema.safetensors", resume->dir);
+      const auto& ef = resume->file("ema.safetensors");
+      ema->load([&](const std::string& n) { return ef.contains(n) ? ef.load(n) : torch::Tensor(); },
+                ef.path());
+    }
     step = st.at("step").get<int64_t>();
     samples_seen = st.at("samples_seen").get<int64_t>();
     next_val = st.value("next_val", val_every);
@@ -145,9 +158,12 @@ TrainResult train(const Config& cfg) {
                  total_steps);
   }
 
-  log_info("model {}: {} parameters ({} trainable), {} {}, {} image tokens + {} text tokens",
+  std::ofstream(fs::path(run_dir) / "config.yaml") << cfg.to_yaml();
+  log_info("run directory: {}", run_dir);
+  log_info("model {}: {} parameters ({} trainable), {} {} compute, {} weights, {} image tokens + {} "
+           "text tokens",
            cfg.s("model"), n_params, n_params, device_description(device), cfg.s("precision"),
-           image_tokens, pipe.text->max_tokens());
+           cfg.s("weights"), image_tokens, pipe.text->max_tokens());
 
   MetricsLog metrics(run_dir,
                      {"step", "samples", "loss", "lr", "grad_norm", "samples_per_s", "step_ms", "val_loss"},
@@ -218,9 +234,11 @@ TrainResult train(const Config& cfg) {
       for (auto& [n, x] : t) x = x.to(torch::kCPU);
       return t;
     };
-    save_checkpoint_dir(dir, {{"model.safetensors", cpu(module_tensors(*pipe.transformer))},
-                              {"optimizer.safetensors", cpu(opt.state_tensors())}},
-                        st);
+    std::map<std::string, NamedTensors> files = {
+        {"model.safetensors", cpu(module_tensors(*pipe.transformer))},
+        {"optimizer.safetensors", cpu(opt.state_tensors())}};
+    if (ema) files["ema.safetensors"] = cpu(ema->tensors());
+    save_checkpoint_dir(dir, files, st);
   };
 
   TrainResult result;
@@ -272,6 +290,7 @@ TrainResult train(const Config& cfg) {
     opt.step(lr);
     opt.zero_grad();
     ++step;
+    if (ema) ema->update(step);
     const double loss = loss_sum / static_cast<double>(accum);
     if (!std::isfinite(loss))
       throw std::runtime_error(fmt::format("training diverged: loss is {} at step {}", loss, step));
@@ -291,7 +310,9 @@ TrainResult train(const Config& cfg) {
     }
     if (val && ((val_every > 0 && samples_seen >= next_val) || last || stop)) {
       while (val_every > 0 && next_val <= samples_seen) next_val += val_every;
-      const double v = validate();
+      double v = 0;
+      if (ema) ema->with_averaged_weights([&] { v = validate(); });
+      else v = validate();
       last_val = v;
       row["val_loss"] = v;
       metrics.write({{"type", "val"}, {"step", step}, {"samples", samples_seen}, {"val_loss", v}});
@@ -336,8 +357,13 @@ TrainResult train(const Config& cfg) {
     if (cfg.i("sample_steps") > 0) so.steps = cfg.i("sample_steps");
     so.seed = static_cast<uint64_t>(cfg.i("sample_seed"));
     so.precision = precision;
-    result.eval = evaluate_shapes(pipe, so, cfg.i("eval_images_per_caption"),
-                                  (fs::path(run_dir) / "samples").string());
+    so.cfg_scale = cfg.f("cfg_scale");
+    auto evaluate = [&] {
+      result.eval = evaluate_shapes(pipe, so, cfg.i("eval_images_per_caption"),
+                                    (fs::path(run_dir) / "samples").string());
+    };
+    if (ema) ema->with_averaged_weights(evaluate);
+    else evaluate();
   }
   return result;
 }
