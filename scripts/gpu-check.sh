@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine (one call of the device tool): build fluxtrain against the machine's CUDA
-# libtorch (from its pip torch), run the test suite there, then time flux-dev training steps at
-# 256 px. Figures and logs go to $OUT (default out/gpu-check).
+# libtorch (from its pip torch), run the test suite there, then benchmark flux-dev training and
+# sampling with `fluxtrain bench`. Figures and logs go to $OUT (default out/gpu-check).
 #
 # The GPU machine has no package registry, so the Debian build dependencies travel with the call:
 # run `scripts/gpu-deps.sh` here first (it fills .deps/ with the .deb files), and name `.deps` in
@@ -34,17 +34,18 @@ cmake --build build-cuda -j "$(nproc)"
 
 (cd build-cuda && ctest --output-on-failure -j 4) | tee "$OUT/ctest.log"
 
-# flux-dev, random weights, stand-in encoders of the real shapes, 256 px (256 image + 512 text
-# tokens), bf16 weights and compute, bf16 AdamW moments (fp32 moments do not fit next to 12B
-# bf16 weights and gradients on one GPU).
-for bs in 1 2 4; do
-  build-cuda/fluxtrain train --model flux-dev --stand_in_encoders --device cuda --precision bf16 \
-    --weights bf16 --optimizer_state bf16 --resolution 256 --batch_size $bs --steps 6 \
-    --warmup_steps 0 --lr 1e-5 --val_samples 0 --final_eval none --ckpt_every 1000000 \
-    --save_best false --output_dir "$OUT/runs" --name "flux-dev-256-bs$bs" --log_every 1 \
-    2>&1 | tee "$OUT/flux-dev-256-bs$bs.log" || echo "batch $bs failed (see log)"
-done
-# Step time: median of steps 3..6 from metrics.csv (steps 1-2 are warm-up).
-for f in "$OUT"/runs/flux-dev-256-bs*/*/metrics.csv; do
-  echo "$f: $(awk -F, 'NR>3{print $7}' "$f" | sort -n | awk '{a[NR]=$1} END{print "median step ms", a[int((NR+1)/2)]}')"
+# Benchmarks with `fluxtrain bench` (docs/benchmarks.md): flux-dev full training, random weights,
+# stand-in encoders of the real shapes, bf16 compute with bf16 weights and bf16 AdamW moments (the
+# memory savers that exist; no activation checkpointing or 8-bit AdamW yet), 256 and 512 px,
+# several batch sizes, each point a fresh process; then flux-dev 1024x1024 28-step sampling
+# latency. 12B full training needs ~89 GiB before activations: the training points fit an H200;
+# on an 80 GB H100 they are recorded as oom. Outputs: $OUT/bench-train/<id>/ and
+# $OUT/bench-sample/<id>/ (runs_summary.csv, results.json, report.html). Extra flags for either
+# sweep (e.g. BENCH_TRAIN_FLAGS="--batch_size 1,2") come from the environment.
+build-cuda/fluxtrain bench --config configs/bench/gpu-train.yaml --output_dir "$OUT" \
+  --name bench-train ${BENCH_TRAIN_FLAGS:-} || echo "training bench failed (see the log above)"
+build-cuda/fluxtrain bench --config configs/bench/gpu-sample.yaml --output_dir "$OUT" \
+  --name bench-sample ${BENCH_SAMPLE_FLAGS:-} || echo "sampling bench failed (see the log above)"
+for f in "$OUT"/bench-*/*/runs_summary.csv; do
+  if [ -f "$f" ]; then echo "== $f"; cat "$f"; fi
 done | tee "$OUT/summary.txt"

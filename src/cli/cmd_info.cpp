@@ -9,6 +9,7 @@
 #include "core/device.h"
 #include "core/errors.h"
 #include "io/checkpoint.h"
+#include "io/safetensors.h"
 #include "model/flux.h"
 #include "model/presets.h"
 #include "train/trainer.h"
@@ -27,12 +28,14 @@ static std::string thousands(int64_t n) {
 int cmd_info(const Args& args) {
   ConfigSchema schema;
   schema.choice("model", "model", "tiny", model_preset_names(), "model preset")
-      .path("model", "checkpoint", "show the model of this checkpoint instead (its stored tensors)", true)
+      .path("model", "checkpoint", "show the model of this checkpoint instead (its stored tensors)",
+            true)
       .choice("model", "dtype", "auto", {"auto", "fp32", "bf16"},
               "weight dtype shown and used for memory (auto: bf16 for flux-*, fp32 for tiny)");
   Config cfg(schema);
   if (!parse_args(cfg, args)) {
-    std::printf("usage: fluxtrain info [--model NAME | --checkpoint DIR]\n%s", schema.help().c_str());
+    std::printf("usage: fluxtrain info [--model NAME | --checkpoint DIR]\n%s",
+                schema.help().c_str());
     return 0;
   }
   std::string model = cfg.s("model");
@@ -47,8 +50,9 @@ int cmd_info(const Args& args) {
     where = "cpu (checkpoint " + dir + ")";
   }
   const ModelPreset preset = model_preset(model);
-  std::string dtype = cfg.s("dtype") == "auto" ? (model.rfind("flux", 0) == 0 ? "bf16" : "fp32") : cfg.s("dtype");
-  const std::string dtype_label = dtype_name(parse_precision(dtype));
+  std::string dtype =
+      cfg.s("dtype") == "auto" ? (model.rfind("flux", 0) == 0 ? "bf16" : "fp32") : cfg.s("dtype");
+  const std::string dtype_label = safetensors_dtype_name(parse_precision(dtype));
 
   struct Row {
     int64_t params = 0, tensors = 0;
@@ -68,24 +72,30 @@ int cmd_info(const Args& args) {
     total += p.numel();
   }
   const auto& f = preset.flux;
-  std::printf("model %s: hidden %lld, heads %lld, %lld double + %lld single blocks, guidance input %s\n",
-              model.c_str(), (long long)f.hidden_size, (long long)f.num_heads, (long long)f.depth,
-              (long long)f.depth_single_blocks, f.guidance_embed ? "yes" : "no");
-  std::printf("%-16s %8s %18s %18s  %-6s %s\n", "component", "blocks", "parameters", "trainable", "dtype",
-              "device");
+  std::printf(
+      "model %s: hidden %lld, heads %lld, %lld double + %lld single blocks, guidance input %s\n",
+      model.c_str(), (long long)f.hidden_size, (long long)f.num_heads, (long long)f.depth,
+      (long long)f.depth_single_blocks, f.guidance_embed ? "yes" : "no");
+  std::printf("%-16s %8s %18s %18s  %-6s %s\n", "component", "blocks", "parameters", "trainable",
+              "dtype", "device");
   for (const auto& c : order) {
-    int64_t blocks = c == "double_blocks" ? f.depth : c == "single_blocks" ? f.depth_single_blocks : 1;
+    int64_t blocks = c == "double_blocks"   ? f.depth
+                     : c == "single_blocks" ? f.depth_single_blocks
+                                            : 1;
     const auto& r = rows[c];
     std::printf("%-16s %8lld %18s %18s  %-6s %s\n", c.c_str(), (long long)blocks,
-                thousands(r.params).c_str(), thousands(r.params).c_str(), r.dtype.c_str(), where.c_str());
+                thousands(r.params).c_str(), thousands(r.params).c_str(), r.dtype.c_str(),
+                where.c_str());
   }
-  std::printf("%-16s %8s %18s %18s\n", "total", "", thousands(total).c_str(), thousands(total).c_str());
+  std::printf("%-16s %8s %18s %18s\n", "total", "", thousands(total).c_str(),
+              thousands(total).c_str());
   const double gib = 1024.0 * 1024.0 * 1024.0;
   const double wbytes = dtype == "bf16" ? 2 : 4;
-  std::printf("memory for full training with AdamW: weights %.2f GiB (%s) + gradients %.2f GiB + "
-              "optimizer state %.2f GiB (2 x fp32) = %.2f GiB before activations\n",
-              total * wbytes / gib, dtype_label.c_str(), total * wbytes / gib, total * 8.0 / gib,
-              total * (2 * wbytes + 8.0) / gib);
+  std::printf(
+      "memory for full training with AdamW: weights %.2f GiB (%s) + gradients %.2f GiB + "
+      "optimizer state %.2f GiB (2 x fp32) = %.2f GiB before activations\n",
+      total * wbytes / gib, dtype_label.c_str(), total * wbytes / gib, total * 8.0 / gib,
+      total * (2 * wbytes + 8.0) / gib);
   return 0;
 }
 

@@ -22,9 +22,10 @@ int cmd_train(const Args& args) {
   if (r.val_loss) std::printf(", validation loss: %.5f (best %.5f)", *r.val_loss, *r.best_val_loss);
   std::printf("\n");
   if (!r.eval.empty())
-    std::printf("held-out captions: colour %.1f%%, position %.1f%%, shape %.1f%% (all three %.1f%%)\n",
-                100 * r.eval.value("colour", 0.0), 100 * r.eval.value("position", 0.0),
-                100 * r.eval.value("shape", 0.0), 100 * r.eval.value("all", 0.0));
+    std::printf(
+        "held-out captions: colour %.1f%%, position %.1f%%, shape %.1f%% (all three %.1f%%)\n",
+        100 * r.eval.value("colour", 0.0), 100 * r.eval.value("position", 0.0),
+        100 * r.eval.value("shape", 0.0), 100 * r.eval.value("all", 0.0));
   if (r.reached_target) std::printf("target validation loss reached\n");
   return r.interrupted ? 130 : 0;
 }

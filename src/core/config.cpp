@@ -1,14 +1,14 @@
 // Configuration schema, parsing and validation (see config.h).
 #include "core/config.h"
 
-#include <cerrno>
-#include <cstdlib>
-#include <fstream>
-#include <filesystem>
-#include <sstream>
-
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "core/errors.h"
 
@@ -64,11 +64,16 @@ const ConfigKey* ConfigSchema::find(const std::string& name) const {
 
 static std::string type_name(const ConfigKey& k) {
   switch (k.type) {
-    case KeyType::kInt: return "INT";
-    case KeyType::kFloat: return "FLOAT";
-    case KeyType::kBool: return "BOOL";
-    case KeyType::kString: return "TEXT";
-    case KeyType::kPath: return "PATH";
+    case KeyType::kInt:
+      return "INT";
+    case KeyType::kFloat:
+      return "FLOAT";
+    case KeyType::kBool:
+      return "BOOL";
+    case KeyType::kString:
+      return "TEXT";
+    case KeyType::kPath:
+      return "PATH";
     case KeyType::kChoice: {
       std::string s;
       for (const auto& c : k.choices) s += (s.empty() ? "" : "|") + c;
@@ -128,8 +133,8 @@ static std::string closest_key(const ConfigSchema& schema, const std::string& na
 ConfigValue Config::parse(const ConfigKey& k, const std::string& text,
                           const std::string& origin) const {
   auto bad = [&](const std::string& expected) -> UserError {
-    return UserError(fmt::format("{}: bad value '{}' for '{}': expected {}", origin, text, k.name,
-                                 expected));
+    return UserError(
+        fmt::format("{}: bad value '{}' for '{}': expected {}", origin, text, k.name, expected));
   };
   auto check_range = [&](double v) {
     if ((k.min && v < *k.min) || (k.max && v > *k.max)) {
@@ -230,9 +235,15 @@ const ConfigValue& Config::get(const std::string& key, KeyType want) const {
   return values_.at(key);
 }
 
-int64_t Config::i(const std::string& key) const { return std::get<int64_t>(get(key, KeyType::kInt)); }
-double Config::f(const std::string& key) const { return std::get<double>(get(key, KeyType::kFloat)); }
-bool Config::b(const std::string& key) const { return std::get<bool>(get(key, KeyType::kBool)); }
+int64_t Config::i(const std::string& key) const {
+  return std::get<int64_t>(get(key, KeyType::kInt));
+}
+double Config::f(const std::string& key) const {
+  return std::get<double>(get(key, KeyType::kFloat));
+}
+bool Config::b(const std::string& key) const {
+  return std::get<bool>(get(key, KeyType::kBool));
+}
 const std::string& Config::s(const std::string& key) const {
   return std::get<std::string>(get(key, KeyType::kString));
 }
@@ -248,10 +259,14 @@ std::string Config::to_yaml() const {
     }
     out << YAML::Key << k.name << YAML::Value;
     const auto& v = values_.at(k.name);
-    if (auto p = std::get_if<int64_t>(&v)) out << *p;
-    else if (auto d = std::get_if<double>(&v)) out << fmt::format("{}", *d);
-    else if (auto b = std::get_if<bool>(&v)) out << (*b ? "true" : "false");
-    else out << YAML::DoubleQuoted << std::get<std::string>(v);
+    if (auto p = std::get_if<int64_t>(&v))
+      out << *p;
+    else if (auto d = std::get_if<double>(&v))
+      out << fmt::format("{}", *d);
+    else if (auto b = std::get_if<bool>(&v))
+      out << (*b ? "true" : "false");
+    else
+      out << YAML::DoubleQuoted << std::get<std::string>(v);
   }
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
@@ -270,7 +285,10 @@ bool parse_args(Config& config, const std::vector<std::string>& args) {
   }
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a == "--config") { ++i; continue; }
+    if (a == "--config") {
+      ++i;
+      continue;
+    }
     if (a.rfind("--config=", 0) == 0) continue;
     if (a.rfind("--", 0) != 0 || a.size() < 3)
       user_error("unexpected argument '{}': options are --key value (see --help)", a);

@@ -16,7 +16,7 @@ enum class KeyType { kInt, kFloat, kBool, kString, kChoice, kPath };
 struct ConfigKey {
   std::string name;
   KeyType type = KeyType::kString;
-  std::string default_value;         // text form; "" for an unset optional string/path
+  std::string default_value;  // text form; "" for an unset optional string/path
   std::string help;
   std::string group;                 // section in --help and in the saved config
   std::vector<std::string> choices;  // for kChoice

@@ -9,7 +9,8 @@ namespace fluxtrain {
 
 torch::Device parse_device(const std::string& text) {
   if (text == "auto" || text.empty())
-    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0)
+                                       : torch::Device(torch::kCPU);
   torch::Device d(torch::kCPU);
   try {
     d = torch::Device(text);
@@ -20,7 +21,8 @@ torch::Device parse_device(const std::string& text) {
     user_error("device '{}': this build or machine has no CUDA device (use --device cpu)", text);
   if (d.is_cuda() && d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
     user_error("device '{}': only {} CUDA device(s) present", text, torch::cuda::device_count());
-  if (!d.is_cpu() && !d.is_cuda()) user_error("device '{}': expected auto, cpu, cuda or cuda:N", text);
+  if (!d.is_cpu() && !d.is_cuda())
+    user_error("device '{}': expected auto, cpu, cuda or cuda:N", text);
   return d;
 }
 
@@ -29,21 +31,6 @@ torch::ScalarType parse_precision(const std::string& text) {
   if (text == "bf16" || text == "bfloat16") return torch::kBFloat16;
   if (text == "fp16" || text == "float16") return torch::kHalf;
   user_error("precision '{}': expected fp32, bf16 or fp16", text);
-}
-
-std::string dtype_name(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat: return "F32";
-    case torch::kDouble: return "F64";
-    case torch::kBFloat16: return "BF16";
-    case torch::kHalf: return "F16";
-    case torch::kInt8: return "I8";
-    case torch::kByte: return "U8";
-    case torch::kInt32: return "I32";
-    case torch::kInt64: return "I64";
-    case torch::kBool: return "BOOL";
-    default: return c10::toString(t);
-  }
 }
 
 std::string device_description(const torch::Device& d) {

@@ -1,8 +1,8 @@
 // Device and dtype names as they appear in configs ("auto", "cpu", "cuda:1"; "fp32", "bf16").
 #pragma once
-#include <string>
-
 #include <torch/torch.h>
+
+#include <string>
 
 namespace fluxtrain {
 
@@ -10,7 +10,6 @@ namespace fluxtrain {
 torch::Device parse_device(const std::string& text);
 // "fp32" | "bf16" | "fp16" -> dtype.
 torch::ScalarType parse_precision(const std::string& text);
-std::string dtype_name(torch::ScalarType t);  // "F32", "BF16", ... (safetensors spelling)
 std::string device_description(const torch::Device& d);  // "cpu (2 threads)" / GPU name
 // Intra-op threads for CPU tensor math: n > 0, or every core when n == 0 (libtorch may default
 // to one thread in containers).

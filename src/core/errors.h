@@ -1,9 +1,9 @@
 // Error types: UserError is bad input (one line, exit code 2); anything else is a bug.
 #pragma once
+#include <fmt/format.h>
+
 #include <stdexcept>
 #include <string>
-
-#include <fmt/format.h>
 
 namespace fluxtrain {
 

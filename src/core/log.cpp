@@ -15,8 +15,12 @@ std::mutex g_mutex;
 bool g_progress_open = false;  // a progress line is drawn and not yet ended
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level = level; }
-LogLevel log_level() { return g_level; }
+void set_log_level(LogLevel level) {
+  g_level = level;
+}
+LogLevel log_level() {
+  return g_level;
+}
 
 bool stderr_is_tty() {
   static const bool tty = isatty(fileno(stderr));

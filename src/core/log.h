@@ -1,8 +1,8 @@
 // Logging to stderr with a time stamp; results go to files, never to the log.
 #pragma once
-#include <string>
-
 #include <fmt/format.h>
+
+#include <string>
 
 namespace fluxtrain {
 
@@ -18,15 +18,18 @@ void progress_line(const std::string& message, bool final = false);
 
 template <typename... A>
 void log_info(fmt::format_string<A...> f, A&&... a) {
-  if (log_level() <= LogLevel::kInfo) log_line(LogLevel::kInfo, fmt::format(f, std::forward<A>(a)...));
+  if (log_level() <= LogLevel::kInfo)
+    log_line(LogLevel::kInfo, fmt::format(f, std::forward<A>(a)...));
 }
 template <typename... A>
 void log_warn(fmt::format_string<A...> f, A&&... a) {
-  if (log_level() <= LogLevel::kWarn) log_line(LogLevel::kWarn, fmt::format(f, std::forward<A>(a)...));
+  if (log_level() <= LogLevel::kWarn)
+    log_line(LogLevel::kWarn, fmt::format(f, std::forward<A>(a)...));
 }
 template <typename... A>
 void log_debug(fmt::format_string<A...> f, A&&... a) {
-  if (log_level() <= LogLevel::kDebug) log_line(LogLevel::kDebug, fmt::format(f, std::forward<A>(a)...));
+  if (log_level() <= LogLevel::kDebug)
+    log_line(LogLevel::kDebug, fmt::format(f, std::forward<A>(a)...));
 }
 
 // "1h02m", "3m05s", "12s".

@@ -2,9 +2,9 @@
 // (run seed, stream, counter). Resuming needs only the counters, never a generator's state, and
 // each rank or step gets an independent stream.
 #pragma once
-#include <cstdint>
-
 #include <torch/torch.h>
+
+#include <cstdint>
 
 namespace fluxtrain {
 
@@ -22,8 +22,14 @@ inline uint64_t derive_seed(uint64_t seed, uint64_t stream, uint64_t counter = 0
 
 // Named streams so that two uses never share a generator by accident.
 enum class RngStream : uint64_t {
-  kNoise = 1, kTimestep = 2, kCaptionDropout = 3, kData = 4, kValidation = 5, kInit = 6,
-  kSample = 7, kShuffle = 8,
+  kNoise = 1,
+  kTimestep = 2,
+  kCaptionDropout = 3,
+  kData = 4,
+  kValidation = 5,
+  kInit = 6,
+  kSample = 7,
+  kShuffle = 8,
 };
 
 inline at::Generator make_generator(uint64_t seed, RngStream stream, uint64_t counter = 0) {

@@ -4,10 +4,19 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <optional>
+#include <string>
+
 #if TORCH_VERSION_MAJOR >= 2
 #include <ATen/autocast_mode.h>
 #else
 #include <ATen/autocast_mode.h>
+#endif
+
+// FLUXTRAIN_TORCH_CUDA: set by CMake only when the Torch package has CUDA (target c10_cuda).
+#ifdef FLUXTRAIN_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace fluxtrain::compat {
@@ -45,5 +54,48 @@ inline void set_autocast(c10::DeviceType device, bool enabled, at::ScalarType dt
 inline void clear_autocast_cache() { at::autocast::clear_cache(); }
 
 inline std::string torch_version() { return TORCH_VERSION; }
+
+// Peak bytes of the CUDA caching allocator on `device` since the process started or the last
+// reset_cuda_memory_peak: allocated (tensors) and reserved (what the allocator holds from the
+// driver, closer to nvidia-smi). nullopt for a CPU device or a build without CUDA.
+struct CudaMemoryPeak {
+  int64_t allocated_bytes = 0;
+  int64_t reserved_bytes = 0;
+};
+inline std::optional<CudaMemoryPeak> cuda_memory_peak(const c10::Device& device) {
+#ifdef FLUXTRAIN_TORCH_CUDA
+  if (!device.is_cuda()) return std::nullopt;
+  const auto index = device.has_index() ? device.index() : static_cast<c10::DeviceIndex>(0);
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+  constexpr size_t kAggregate = 0;  // StatType::AGGREGATE (its namespace moved between versions)
+  return CudaMemoryPeak{stats.allocated_bytes[kAggregate].peak,
+                        stats.reserved_bytes[kAggregate].peak};
+#else
+  (void)device;
+  return std::nullopt;
+#endif
+}
+
+// Starts a new peak for cuda_memory_peak and returns cached blocks to the driver (between
+// benchmark points in one process). No-op for a CPU device or a build without CUDA.
+inline void reset_cuda_memory_peak(const c10::Device& device) {
+#ifdef FLUXTRAIN_TORCH_CUDA
+  if (!device.is_cuda()) return;
+  const auto index = device.has_index() ? device.index() : static_cast<c10::DeviceIndex>(0);
+  c10::cuda::CUDACachingAllocator::emptyCache();
+  c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+#else
+  (void)device;
+#endif
+}
+
+// The CUDA runtime this build was compiled against ("12.4"), or "" without CUDA.
+inline std::string cuda_runtime_version() {
+#ifdef FLUXTRAIN_TORCH_CUDA
+  return std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10);
+#else
+  return "";
+#endif
+}
 
 }  // namespace fluxtrain::compat

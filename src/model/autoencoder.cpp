@@ -18,7 +18,8 @@ torch::Tensor ProjectionAutoencoder::encode(const torch::Tensor& images) {
 }
 
 torch::Tensor ProjectionAutoencoder::decode(const torch::Tensor& latents) {
-  auto x = torch::einsum("ck,bchw->bkhw", {projection_.to(latents.device(), latents.scalar_type()), latents});
+  auto x = torch::einsum("ck,bchw->bkhw",
+                         {projection_.to(latents.device(), latents.scalar_type()), latents});
   return torch::pixel_shuffle(x, factor_);
 }
 

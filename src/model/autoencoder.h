@@ -1,10 +1,10 @@
 // Image <-> latent interface (the FLUX VAE implements it later) and the identity autoencoder the
 // tiny preset uses: pixel space with each f x f block of pixels folded into channels, lossless.
 #pragma once
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
-
-#include <torch/torch.h>
 
 namespace fluxtrain {
 

@@ -17,7 +17,8 @@ void FluxParams::validate() const {
     user_error("model: axes_dim must sum to the head dim {} (hidden_size / num_heads), sums to {}",
                head_dim, axes);
   for (auto a : axes_dim)
-    if (a <= 0 || a % 2) user_error("model: every axes_dim entry must be even and positive, got {}", a);
+    if (a <= 0 || a % 2)
+      user_error("model: every axes_dim entry must be even and positive, got {}", a);
   if (in_channels <= 0 || out_channels <= 0 || vec_in_dim <= 0 || context_in_dim <= 0 ||
       depth < 0 || depth_single_blocks < 0 || depth + depth_single_blocks == 0)
     user_error("model: channel sizes must be positive and there must be at least one block");
@@ -44,7 +45,8 @@ torch::Tensor FluxImpl::forward(const torch::Tensor& img_tokens, const torch::Te
                                 const torch::Tensor& txt_tokens, const torch::Tensor& txt_ids,
                                 const torch::Tensor& timesteps, const torch::Tensor& y,
                                 const std::optional<torch::Tensor>& guidance) {
-  TORCH_CHECK(img_tokens.dim() == 3 && txt_tokens.dim() == 3, "Flux: img and txt must be [B, L, C]");
+  TORCH_CHECK(img_tokens.dim() == 3 && txt_tokens.dim() == 3,
+              "Flux: img and txt must be [B, L, C]");
   auto img = img_in(img_tokens);                           // [B, Li, H]
   auto vec = time_in(timestep_embedding(timesteps, 256));  // [B, H]
   if (params.guidance_embed) {
@@ -52,7 +54,7 @@ torch::Tensor FluxImpl::forward(const torch::Tensor& img_tokens, const torch::Te
     vec = vec + guidance_in(timestep_embedding(*guidance, 256));
   }
   vec = vec + vector_in(y);
-  auto txt = txt_in(txt_tokens);                              // [B, Lt, H]
+  auto txt = txt_in(txt_tokens);  // [B, Lt, H]
   auto pe = rope_nd(torch::cat({txt_ids, img_ids}, 1), params.axes_dim, params.theta);
   for (const auto& m : *double_blocks) {
     auto r = m->as<DoubleStreamBlock>()->forward(img, txt, vec, pe);
@@ -122,10 +124,10 @@ double flux_forward_flops(const FluxParams& p, int64_t image_tokens, int64_t tex
   const double double_block_per_stream = 3 * H * H + H * H + 2 * H * mlp;  // qkv, proj, mlp
   const double single_block = H * (3 * H + mlp) + (H + mlp) * H;
   double macs = 0;
-  macs += Li * p.in_channels * H + Lt * p.context_in_dim * H;        // img_in, txt_in
-  macs += p.depth * (L * double_block_per_stream);                    // both streams
+  macs += Li * p.in_channels * H + Lt * p.context_in_dim * H;  // img_in, txt_in
+  macs += p.depth * (L * double_block_per_stream);             // both streams
   macs += p.depth_single_blocks * (L * single_block);
-  macs += Li * H * p.out_channels;                                    // final linear
+  macs += Li * H * p.out_channels;  // final linear
   // Modulation and embedders act once per sample, not per token.
   macs += p.depth * 2 * 6 * H * H + p.depth_single_blocks * 3 * H * H + 2 * H * H;
   macs += (256 * H + H * H) * (p.guidance_embed ? 2 : 1) + p.vec_in_dim * H + H * H;

@@ -1,24 +1,24 @@
 // The FLUX.1 rectified-flow transformer (Black Forest Labs' architecture and parameter names).
 #pragma once
+#include <torch/torch.h>
+
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "model/layers.h"
 
 namespace fluxtrain {
 
 struct FluxParams {
-  int64_t in_channels = 64;       // latent channels x 2 x 2 patch
+  int64_t in_channels = 64;  // latent channels x 2 x 2 patch
   int64_t out_channels = 64;
   int64_t vec_in_dim = 768;       // pooled text vector (CLIP-L)
   int64_t context_in_dim = 4096;  // text tokens (T5-XXL)
   int64_t hidden_size = 3072;
   double mlp_ratio = 4.0;
   int64_t num_heads = 24;
-  int64_t depth = 19;              // double-stream blocks
+  int64_t depth = 19;  // double-stream blocks
   int64_t depth_single_blocks = 38;
   std::vector<int64_t> axes_dim = {16, 56, 56};
   double theta = 10000.0;
@@ -31,9 +31,9 @@ struct FluxParams {
 
 struct FluxImpl : torch::nn::Module {
   explicit FluxImpl(const FluxParams& params);
-  // img: [B, Li, in_channels] patchified latents; img_ids: [B, Li, 3]; txt: [B, Lt, context_in_dim];
-  // txt_ids: [B, Lt, 3]; timesteps: [B] in [0, 1]; y: [B, vec_in_dim]; guidance: [B] (models with
-  // guidance_embed only). Returns the predicted velocity [B, Li, out_channels].
+  // img: [B, Li, in_channels] patchified latents; img_ids: [B, Li, 3]; txt: [B, Lt,
+  // context_in_dim]; txt_ids: [B, Lt, 3]; timesteps: [B] in [0, 1]; y: [B, vec_in_dim]; guidance:
+  // [B] (models with guidance_embed only). Returns the predicted velocity [B, Li, out_channels].
   torch::Tensor forward(const torch::Tensor& img, const torch::Tensor& img_ids,
                         const torch::Tensor& txt, const torch::Tensor& txt_ids,
                         const torch::Tensor& timesteps, const torch::Tensor& y,

@@ -27,7 +27,8 @@ torch::Tensor image_ids(int64_t batch, int64_t height, int64_t width, torch::Dev
 }
 
 torch::Tensor text_ids(int64_t batch, int64_t length, torch::Device device) {
-  return torch::zeros({batch, length, 3}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+  return torch::zeros({batch, length, 3},
+                      torch::TensorOptions().dtype(torch::kFloat).device(device));
 }
 
 }  // namespace fluxtrain

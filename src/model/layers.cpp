@@ -18,7 +18,7 @@ torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim, double max
   const int64_t half = dim / 2;
   auto opts = torch::TensorOptions().dtype(torch::kFloat).device(t.device());
   auto freqs = torch::exp(-std::log(max_period) * torch::arange(0, half, opts) / half);  // [half]
-  auto args = (t.to(torch::kFloat) * time_factor).unsqueeze(1) * freqs.unsqueeze(0);    // [B, half]
+  auto args = (t.to(torch::kFloat) * time_factor).unsqueeze(1) * freqs.unsqueeze(0);  // [B, half]
   auto emb = torch::cat({torch::cos(args), torch::sin(args)}, -1);
   if (dim % 2) emb = torch::cat({emb, torch::zeros_like(emb.narrow(1, 0, 1))}, -1);
   return torch::is_floating_point(t) ? emb.to(t.scalar_type()) : emb;
@@ -29,17 +29,18 @@ torch::Tensor rope(const torch::Tensor& pos, int64_t dim, double theta) {
   // float64 for the angles, as the reference does, then float32.
   auto opts = torch::TensorOptions().dtype(torch::kDouble).device(pos.device());
   auto scale = torch::arange(0, dim, 2, opts) / static_cast<double>(dim);
-  auto omega = 1.0 / torch::pow(theta, scale);                               // [dim/2]
-  auto angle = pos.to(torch::kDouble).unsqueeze(-1) * omega;                  // [B, L, dim/2]
+  auto omega = 1.0 / torch::pow(theta, scale);                // [dim/2]
+  auto angle = pos.to(torch::kDouble).unsqueeze(-1) * omega;  // [B, L, dim/2]
   auto c = torch::cos(angle), s = torch::sin(angle);
-  auto out = torch::stack({c, -s, s, c}, -1);                                 // [B, L, dim/2, 4]
+  auto out = torch::stack({c, -s, s, c}, -1);  // [B, L, dim/2, 4]
   auto sizes = out.sizes().vec();
   sizes.back() = 2;
   sizes.push_back(2);
   return out.view(sizes).to(torch::kFloat);
 }
 
-torch::Tensor rope_nd(const torch::Tensor& ids, const std::vector<int64_t>& axes_dim, double theta) {
+torch::Tensor rope_nd(const torch::Tensor& ids, const std::vector<int64_t>& axes_dim,
+                      double theta) {
   TORCH_CHECK(ids.dim() == 3 && ids.size(2) == static_cast<int64_t>(axes_dim.size()),
               "rope_nd: ids must be [B, L, ", axes_dim.size(), "], got ", ids.sizes());
   std::vector<torch::Tensor> parts;
@@ -75,7 +76,9 @@ torch::Tensor MLPEmbedderImpl::forward(const torch::Tensor& x) {
   return out_layer(F::silu(in_layer(x)));
 }
 
-RMSNormImpl::RMSNormImpl(int64_t dim) { scale = register_parameter("scale", torch::ones({dim})); }
+RMSNormImpl::RMSNormImpl(int64_t dim) {
+  scale = register_parameter("scale", torch::ones({dim}));
+}
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   auto xf = at_least_float(x);
@@ -95,7 +98,8 @@ std::pair<torch::Tensor, torch::Tensor> QKNormImpl::forward(const torch::Tensor&
 }
 
 SelfAttentionImpl::SelfAttentionImpl(int64_t dim, int64_t num_heads, bool qkv_bias) {
-  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(qkv_bias)));
+  qkv = register_module("qkv",
+                        torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(qkv_bias)));
   norm = register_module("norm", QKNorm(dim / num_heads));
   proj = register_module("proj", torch::nn::Linear(dim, dim));
 }
@@ -107,7 +111,8 @@ ModulationImpl::ModulationImpl(int64_t dim, bool is_double) : multiplier(is_doub
 std::vector<ModulationOut> ModulationImpl::forward(const torch::Tensor& vec) {
   auto chunks = lin(F::silu(vec)).unsqueeze(1).chunk(multiplier, -1);
   std::vector<ModulationOut> out;
-  for (int64_t i = 0; i < multiplier; i += 3) out.push_back({chunks[i], chunks[i + 1], chunks[i + 2]});
+  for (int64_t i = 0; i < multiplier; i += 3)
+    out.push_back({chunks[i], chunks[i + 1], chunks[i + 2]});
   return out;
 }
 
@@ -166,7 +171,8 @@ std::pair<torch::Tensor, torch::Tensor> DoubleStreamBlockImpl::forward(const tor
 }
 
 SingleStreamBlockImpl::SingleStreamBlockImpl(int64_t hidden, int64_t heads, double mlp_ratio)
-    : hidden_size(hidden), num_heads(heads),
+    : hidden_size(hidden),
+      num_heads(heads),
       mlp_hidden_dim(static_cast<int64_t>(hidden * mlp_ratio)) {
   linear1 = register_module("linear1", torch::nn::Linear(hidden, 3 * hidden + mlp_hidden_dim));
   linear2 = register_module("linear2", torch::nn::Linear(hidden + mlp_hidden_dim, hidden));
@@ -188,8 +194,8 @@ torch::Tensor SingleStreamBlockImpl::forward(const torch::Tensor& x, const torch
 LastLayerImpl::LastLayerImpl(int64_t hidden_size, int64_t out_channels) {
   linear = register_module("linear", torch::nn::Linear(hidden_size, out_channels));
   adaLN_modulation = register_module(
-      "adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(),
-                                                torch::nn::Linear(hidden_size, 2 * hidden_size)));
+      "adaLN_modulation",
+      torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, 2 * hidden_size)));
 }
 
 torch::Tensor LastLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& vec) {

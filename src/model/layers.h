@@ -2,9 +2,9 @@
 // RoPE, attention, MLP embedder, QK RMS-norm, modulation, double- and single-stream blocks and the
 // final layer. Shapes: B batch, L tokens, H hidden, h heads, D head dim.
 #pragma once
-#include <vector>
-
 #include <torch/torch.h>
+
+#include <vector>
 
 namespace fluxtrain {
 
@@ -79,8 +79,10 @@ torch::Tensor modulate(const torch::Tensor& x, const ModulationOut& m);
 struct DoubleStreamBlockImpl : torch::nn::Module {
   DoubleStreamBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio, bool qkv_bias);
   // img: [B, Li, H], txt: [B, Lt, H], vec: [B, H], pe: [B, 1, Lt+Li, D/2, 2, 2].
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& img, const torch::Tensor& txt,
-                                                  const torch::Tensor& vec, const torch::Tensor& pe);
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& img,
+                                                  const torch::Tensor& txt,
+                                                  const torch::Tensor& vec,
+                                                  const torch::Tensor& pe);
   int64_t num_heads;
   Modulation img_mod{nullptr}, txt_mod{nullptr};
   SelfAttention img_attn{nullptr}, txt_attn{nullptr};

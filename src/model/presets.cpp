@@ -61,16 +61,6 @@ ModelPreset model_preset(const std::string& name) {
     f.guidance_embed = false;
     return p;
   }
-  if (name == "tiny-px") {  // experiment: 2x2-pixel tokens
-    auto p = model_preset("tiny");
-    p.name = name;
-    p.ae_factor = 1;
-    p.latent_channels = 3;
-    p.flux.in_channels = p.flux.out_channels = 12;
-    p.flux.hidden_size = 64;
-    p.flux.num_heads = 2;
-    return p;
-  }
   if (name == "tiny-guidance") {  // tiny with a guidance input, to exercise the dev code path
     auto p = model_preset("tiny");
     p.name = name;

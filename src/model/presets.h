@@ -11,10 +11,10 @@ namespace fluxtrain {
 struct ModelPreset {
   std::string name;
   FluxParams flux;
-  std::string autoencoder;    // "identity" (pixel space, tiny) or "flux-vae"
-  int64_t ae_factor = 8;      // pixels per latent pixel
+  std::string autoencoder;  // "identity" (pixel space, tiny) or "flux-vae"
+  int64_t ae_factor = 8;    // pixels per latent pixel
   int64_t latent_channels = 16;
-  std::string text_encoder;   // "hashed-words" (built in) or "t5+clip"
+  std::string text_encoder;  // "hashed-words" (built in) or "t5+clip"
   int64_t max_text_tokens = 512;
   int64_t default_resolution = 1024;
   // Sampling defaults.

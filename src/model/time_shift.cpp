@@ -19,6 +19,8 @@ torch::Tensor time_shift(double mu, double sigma, const torch::Tensor& t) {
   return shifted.to(t.scalar_type());
 }
 
-torch::Tensor constant_shift(double s, const torch::Tensor& t) { return s * t / (1 + (s - 1) * t); }
+torch::Tensor constant_shift(double s, const torch::Tensor& t) {
+  return s * t / (1 + (s - 1) * t);
+}
 
 }  // namespace fluxtrain

@@ -1,8 +1,8 @@
 // FLUX's timestep shift, shared by training (timestep sampling) and sampling (the schedule).
 #pragma once
-#include <cstdint>
-
 #include <torch/torch.h>
+
+#include <cstdint>
 
 namespace fluxtrain {
 

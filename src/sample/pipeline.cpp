@@ -25,23 +25,24 @@ Pipeline Pipeline::create(const std::string& preset_name, torch::Device device, 
   Pipeline p;
   p.preset = model_preset(preset_name);
   p.device = device;
-  const bool built_in = p.preset.text_encoder == "hashed-words" && p.preset.autoencoder == "identity";
+  const bool built_in =
+      p.preset.text_encoder == "hashed-words" && p.preset.autoencoder == "identity";
   if (!built_in && !stand_in_encoders)
-    user_error("model '{}' needs its real text encoders and VAE, which this build cannot load yet; "
-               "use --model tiny (or --stand_in_encoders for benchmarks)",
-               preset_name);
+    user_error(
+        "model '{}' needs its real text encoders and VAE, which this build cannot load yet; "
+        "use --model tiny (or --stand_in_encoders for benchmarks)",
+        preset_name);
   torch::manual_seed(derive_seed(seed, static_cast<uint64_t>(RngStream::kInit)));
   p.transformer = Flux(p.preset.flux);
   if (zero_init_output) zero_init_modulation(*p.transformer);
   p.transformer->to(device);
-  p.text = std::make_shared<HashedWordConditioner>(p.preset.flux.context_in_dim,
-                                                   p.preset.flux.vec_in_dim,
-                                                   p.preset.max_text_tokens, seed);
+  p.text = std::make_shared<HashedWordConditioner>(
+      p.preset.flux.context_in_dim, p.preset.flux.vec_in_dim, p.preset.max_text_tokens, seed);
   if (built_in)
     p.autoencoder = std::make_shared<IdentityAutoencoder>(p.preset.ae_factor);
   else
-    p.autoencoder = std::make_shared<ProjectionAutoencoder>(p.preset.ae_factor,
-                                                           p.preset.latent_channels, seed);
+    p.autoencoder =
+        std::make_shared<ProjectionAutoencoder>(p.preset.ae_factor, p.preset.latent_channels, seed);
   return p;
 }
 
@@ -62,10 +63,12 @@ torch::Tensor Pipeline::images_to_tokens(const torch::Tensor& images) {
   return patchify(autoencoder->encode(images.to(device)));
 }
 
-torch::Tensor Pipeline::tokens_to_images(const torch::Tensor& tokens, int64_t height, int64_t width) {
+torch::Tensor Pipeline::tokens_to_images(const torch::Tensor& tokens, int64_t height,
+                                         int64_t width) {
   torch::NoGradGuard no_grad;
   const int64_t f = preset.ae_factor;
-  return autoencoder->decode(unpatchify(tokens.to(torch::kFloat), height / f, width / f)).clamp(-1, 1);
+  return autoencoder->decode(unpatchify(tokens.to(torch::kFloat), height / f, width / f))
+      .clamp(-1, 1);
 }
 
 }  // namespace fluxtrain

@@ -2,12 +2,12 @@
 // autoencoder), built from a model preset, with the conversions between images, latents and
 // tokens that training and sampling share.
 #pragma once
+#include <torch/torch.h>
+
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "model/autoencoder.h"
 #include "model/flux.h"

@@ -53,7 +53,8 @@ torch::Tensor generate_images(Pipeline& p, const std::vector<std::string>& promp
     torch::Tensor v;
     {
       AutocastScope autocast(p.device.type(), o.precision);
-      v = p.transformer(cfg ? torch::cat({x, x}, 0) : x, ids, cond.txt, txt_ids, t, cond.vec, guidance)
+      v = p.transformer(cfg ? torch::cat({x, x}, 0) : x, ids, cond.txt, txt_ids, t, cond.vec,
+                        guidance)
               .to(torch::kFloat);
     }
     if (cfg) {

@@ -1,10 +1,10 @@
 // Euler sampler for the FLUX flow ODE, from t = 1 (noise) to t = 0 (data).
 #pragma once
+#include <torch/torch.h>
+
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "sample/pipeline.h"
 

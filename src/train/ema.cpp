@@ -50,7 +50,8 @@ AdamW::Named Ema::tensors() const {
   return out;
 }
 
-void Ema::load(const std::function<torch::Tensor(const std::string&)>& get, const std::string& origin) {
+void Ema::load(const std::function<torch::Tensor(const std::string&)>& get,
+               const std::string& origin) {
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     auto t = get(params_[i].first);

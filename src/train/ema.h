@@ -2,10 +2,10 @@
 // sampling when enabled): ema = d * ema + (1 - d) * w after every optimizer step, with the
 // warm-up d_t = min(decay, (1 + t) / (10 + t)) so that early averages are not dominated by init.
 #pragma once
+#include <torch/torch.h>
+
 #include <functional>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "train/optimizer.h"
 

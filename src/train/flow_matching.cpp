@@ -20,9 +20,12 @@ torch::Tensor sample_timesteps(const TimestepOptions& opt, int64_t batch, int64_
   if (opt.mode == TimestepSampling::kUniform) return torch::rand({batch}, gen);
   auto t = torch::sigmoid(torch::randn({batch}, gen) * opt.logit_std + opt.logit_mean);
   switch (opt.mode) {
-    case TimestepSampling::kShift: return constant_shift(opt.shift, t);
-    case TimestepSampling::kFluxShift: return time_shift(flux_shift_mu(image_tokens), 1.0, t);
-    default: return t;
+    case TimestepSampling::kShift:
+      return constant_shift(opt.shift, t);
+    case TimestepSampling::kFluxShift:
+      return time_shift(flux_shift_mu(image_tokens), 1.0, t);
+    default:
+      return t;
   }
 }
 
@@ -34,7 +37,8 @@ FlowMatchingPair flow_matching_pair(const torch::Tensor& x0, const torch::Tensor
   return {(1 - tb) * x0 + tb * noise, noise - x0};
 }
 
-torch::Tensor flow_matching_loss_per_sample(const torch::Tensor& pred, const torch::Tensor& target) {
+torch::Tensor flow_matching_loss_per_sample(const torch::Tensor& pred,
+                                            const torch::Tensor& target) {
   auto d = pred.to(torch::kFloat) - target.to(torch::kFloat);
   return d.pow(2).flatten(1).mean(1);
 }

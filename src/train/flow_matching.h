@@ -1,9 +1,9 @@
 // Rectified-flow (flow-matching) training objective: t = 0 is data, t = 1 is noise,
 // x_t = (1 - t) x0 + t eps, target v = eps - x0, loss = MSE(v_pred, v).
 #pragma once
-#include <string>
-
 #include <torch/torch.h>
+
+#include <string>
 
 #include "model/time_shift.h"
 
@@ -16,7 +16,7 @@ struct TimestepOptions {
   TimestepSampling mode = TimestepSampling::kUniform;
   double logit_mean = 0.0;  // logit_normal, and the base draw of shift / flux_shift
   double logit_std = 1.0;
-  double shift = 3.0;       // for `shift`
+  double shift = 3.0;  // for `shift`
 };
 
 // [batch] timesteps in [0, 1] drawn with `gen`.

@@ -66,9 +66,12 @@ void MetricsLog::write(const nlohmann::json& row) {
     if (i) csv_ << ",";
     auto it = row.find(columns_[i]);
     if (it == row.end() || it->is_null()) continue;
-    if (it->is_number_float()) csv_ << fmt::format("{:.6g}", it->get<double>());
-    else if (it->is_string()) csv_ << it->get<std::string>();
-    else csv_ << it->dump();
+    if (it->is_number_float())
+      csv_ << fmt::format("{:.6g}", it->get<double>());
+    else if (it->is_string())
+      csv_ << it->get<std::string>();
+    else
+      csv_ << it->dump();
   }
   csv_ << "\n";
   csv_.flush();

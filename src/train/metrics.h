@@ -1,10 +1,9 @@
 // Per-step metrics to metrics.jsonl (every row, any fields) and metrics.csv (fixed columns).
 #pragma once
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace fluxtrain {
 

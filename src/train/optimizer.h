@@ -1,11 +1,11 @@
 // AdamW with decoupled weight decay, fp32 state, named parameters so that its state saves to
 // and loads from a checkpoint by name.
 #pragma once
+#include <torch/torch.h>
+
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/torch.h>
 
 namespace fluxtrain {
 

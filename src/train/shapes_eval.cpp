@@ -62,7 +62,8 @@ nlohmann::json evaluate_shapes(Pipeline& pipe, const SampleOptions& options, int
   // The same number of training (seen) combinations, spread over the list, for comparison.
   const auto seen_all = ShapesDataset::training_combinations();
   std::vector<ShapeAttributes> seen;
-  for (size_t i = 0; i < held_out.size(); ++i) seen.push_back(seen_all[i * seen_all.size() / held_out.size()]);
+  for (size_t i = 0; i < held_out.size(); ++i)
+    seen.push_back(seen_all[i * seen_all.size() / held_out.size()]);
   SampleOptions so = options;
   so.seed = options.seed + 1000003;
   auto s = sample_and_score(pipe, so, per_caption, seen);
@@ -75,7 +76,8 @@ nlohmann::json evaluate_shapes(Pipeline& pipe, const SampleOptions& options, int
   std::string captions;
   for (const auto& c : held_out) captions += shape_caption(c) + "\n";
   write_png(grid_path, to_uint8_hwc(make_grid(shown, per_caption, 2, 0.5f)),
-            {{"Description", "fluxtrain held-out captions, one row per caption"}, {"Captions", captions}});
+            {{"Description", "fluxtrain held-out captions, one row per caption"},
+             {"Captions", captions}});
   nlohmann::json out = h.json;
   out["captions"] = held_out.size();
   out["images_per_caption"] = per_caption;
@@ -84,10 +86,11 @@ nlohmann::json evaluate_shapes(Pipeline& pipe, const SampleOptions& options, int
   out["grid"] = grid_path;
   out["seen_combinations"] = s.json;
   std::ofstream(fs::path(out_dir) / "eval.json") << out.dump(2) << "\n";
-  log_info("held-out captions: {} x {} images -> colour {:.1f}%, position {:.1f}%, shape {:.1f}% "
-           "(all three {:.1f}%, found {:.1f}%); grid {}",
-           held_out.size(), per_caption, 100 * h.score.colour, 100 * h.score.position,
-           100 * h.score.shape, 100 * h.score.all, 100 * h.score.found, grid_path);
+  log_info(
+      "held-out captions: {} x {} images -> colour {:.1f}%, position {:.1f}%, shape {:.1f}% "
+      "(all three {:.1f}%, found {:.1f}%); grid {}",
+      held_out.size(), per_caption, 100 * h.score.colour, 100 * h.score.position,
+      100 * h.score.shape, 100 * h.score.all, 100 * h.score.found, grid_path);
   log_info("seen combinations, for comparison: colour {:.1f}%, position {:.1f}%, shape {:.1f}%",
            100 * s.score.colour, 100 * s.score.position, 100 * s.score.shape);
   return out;

@@ -17,8 +17,9 @@ ConfigSchema train_schema() {
       .string("run", "device", "auto", "auto | cpu | cuda | cuda:N")
       .integer("run", "threads", 0, "CPU threads for tensor math (0 = all cores)", 0)
       .integer("run", "log_every", 10, "progress line every N steps", 1)
-      .path("run", "resume", "continue from a checkpoint directory (or a run directory: its latest)", true)
-      .choice("model", "model", "tiny", {"tiny", "tiny-px", "tiny-guidance", "flux-dev", "flux-schnell"},
+      .path("run", "resume",
+            "continue from a checkpoint directory (or a run directory: its latest)", true)
+      .choice("model", "model", "tiny", {"tiny", "tiny-guidance", "flux-dev", "flux-schnell"},
               "model preset")
       .choice("model", "precision", "fp32", {"fp32", "bf16"},
               "compute precision (bf16: autocast with fp32 weights and optimizer state)")
@@ -26,13 +27,16 @@ ConfigSchema train_schema() {
               "dtype of the transformer's weights (bf16 needs precision bf16)")
       .choice("model", "optimizer_state", "fp32", {"fp32", "bf16"}, "dtype of AdamW's moments")
       .boolean("model", "zero_init", true, "adaLN-zero init of modulation and output layers")
-      .boolean("model", "stand_in_encoders", false,
-               "flux-dev/schnell without weights: hashed-word text and a projection autoencoder of the "
-               "real shapes (benchmarks)")
-      .choice("data", "dataset", "shapes", {"shapes"}, "training data (shapes: built-in, procedural)")
+      .boolean(
+          "model", "stand_in_encoders", false,
+          "flux-dev/schnell without weights: hashed-word text and a projection autoencoder of the "
+          "real shapes (benchmarks)")
+      .choice("data", "dataset", "shapes", {"shapes"},
+              "training data (shapes: built-in, procedural)")
       .integer("data", "resolution", 0, "image side in pixels (0 = the preset's default)", 0)
       .integer("data", "dataset_size", 1000000, "examples per epoch of the procedural dataset", 1)
-      .real("data", "caption_dropout", 0.0, "probability of training on the empty caption", 0.0, 1.0)
+      .real("data", "caption_dropout", 0.0, "probability of training on the empty caption", 0.0,
+            1.0)
       .integer("train", "steps", 600, "optimizer steps", 1)
       .integer("train", "batch_size", 32, "samples per micro-batch", 1)
       .integer("train", "grad_accum", 1, "micro-batches per optimizer step", 1)
@@ -44,30 +48,39 @@ ConfigSchema train_schema() {
       .choice("train", "lr_schedule", "cosine", {"constant", "warmup_hold", "cosine", "linear"},
               "learning-rate schedule")
       .integer("train", "warmup_steps", 50, "linear warm-up steps", 0)
-      .real("train", "min_lr_ratio", 0.0, "floor of cosine/linear decay as a fraction of lr", 0.0, 1.0)
+      .real("train", "min_lr_ratio", 0.0, "floor of cosine/linear decay as a fraction of lr", 0.0,
+            1.0)
       .real("train", "ema_decay", 0.0,
             "keep an exponential moving average of the weights for validation, evaluation and "
-            "sampling (0 = off; e.g. 0.999)", 0.0, 1.0)
+            "sampling (0 = off; e.g. 0.999)",
+            0.0, 1.0)
       .real("train", "max_grad_norm", 1.0, "clip the global gradient norm (0 = no clipping)", 0.0)
       .choice("train", "timestep_sampling", "logit_normal",
-              {"uniform", "logit_normal", "shift", "flux_shift"}, "how training timesteps are drawn")
+              {"uniform", "logit_normal", "shift", "flux_shift"},
+              "how training timesteps are drawn")
       .real("train", "logit_mean", 0.0, "mean of the normal behind logit_normal/shift/flux_shift")
       .real("train", "logit_std", 1.0, "std of that normal", 0.0)
       .real("train", "shift", 3.0, "constant shift for timestep_sampling=shift", 0.0)
       .real("train", "guidance", -1.0, "guidance input while training (-1 = the preset's default)")
       .integer("validation", "val_every", 0,
                "validate every N training samples, MLPerf style (0 = only at the end)", 0)
-      .integer("validation", "val_samples", 256, "validation samples (t = i/8 for i = index mod 8)", 0)
-      .real("validation", "target_val_loss", 0.0, "stop when validation loss reaches this (0 = off)", 0.0)
+      .integer("validation", "val_samples", 256, "validation samples (t = i/8 for i = index mod 8)",
+               0)
+      .real("validation", "target_val_loss", 0.0,
+            "stop when validation loss reaches this (0 = off)", 0.0)
+      .boolean("checkpoint", "save_checkpoints", true,
+               "write checkpoints at all (off for benchmarks of models too big to save quickly)")
       .integer("checkpoint", "ckpt_every", 0, "checkpoint every N steps (0 = only at the end)", 0)
       .integer("checkpoint", "keep_last", 3, "step checkpoints kept (0 = all)", 0)
-      .boolean("checkpoint", "save_best", true, "keep checkpoints/best with the lowest validation loss")
+      .boolean("checkpoint", "save_best", true,
+               "keep checkpoints/best with the lowest validation loss")
       .choice("eval", "final_eval", "auto", {"auto", "shapes", "none"},
               "after training, sample held-out captions and judge them (auto: shapes data only)")
       .integer("eval", "eval_images_per_caption", 2, "images per held-out caption", 1)
       .integer("eval", "sample_steps", 0, "sampler steps for evaluation (0 = the preset's)", 0)
       .integer("eval", "sample_seed", 12345, "seed of evaluation noise", 0)
-      .real("eval", "cfg_scale", 1.0, "classifier-free guidance scale for evaluation samples (1 = off)", 0.0);
+      .real("eval", "cfg_scale", 1.0,
+            "classifier-free guidance scale for evaluation samples (1 = off)", 0.0);
   return s;
 }
 
@@ -82,7 +95,8 @@ std::string create_run_dir(const std::string& output_dir, const std::string& nam
   fs::path base = fs::path(output_dir) / name;
   std::error_code ec;
   fs::create_directories(base, ec);
-  if (ec) user_error("output_dir '{}': cannot create '{}': {}", output_dir, base.string(), ec.message());
+  if (ec)
+    user_error("output_dir '{}': cannot create '{}': {}", output_dir, base.string(), ec.message());
   for (int k = 1;; ++k) {
     fs::path dir = base / (k == 1 ? std::string(stamp) : fmt::format("{}-{}", stamp, k));
     if (fs::create_directory(dir, ec)) return dir.string();

@@ -1,6 +1,8 @@
 // The training loop (see trainer.h).
 #include "train/trainer.h"
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -12,6 +14,7 @@
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "core/torch_compat.h"
 #include "data/shapes.h"
 #include "io/checkpoint.h"
 #include "model/latents.h"
@@ -43,6 +46,32 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// summary.json: the outcome and the resources the run used (read by `fluxtrain bench`).
+void write_summary(const std::string& run_dir, const Config& cfg, const TrainResult& r,
+                   int64_t samples_seen, const torch::Device& device, double seconds) {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  nlohmann::json j = {
+      {"steps", r.steps},
+      {"samples_seen", samples_seen},
+      {"last_loss", r.last_loss},
+      {"val_loss", r.val_loss ? nlohmann::json(*r.val_loss) : nlohmann::json()},
+      {"best_val_loss", r.best_val_loss ? nlohmann::json(*r.best_val_loss) : nlohmann::json()},
+      {"reached_target", r.reached_target},
+      {"interrupted", r.interrupted},
+      {"seconds", seconds},
+      {"peak_rss_bytes", static_cast<int64_t>(ru.ru_maxrss) * 1024},
+      {"device", device_description(device)},
+      {"model", cfg.s("model")},
+      {"libtorch", compat::torch_version()},
+      {"fluxtrain_commit", FLUXTRAIN_COMMIT}};
+  if (auto peak = compat::cuda_memory_peak(device)) {  // the CUDA caching allocator's peaks
+    j["cuda_peak_allocated_bytes"] = peak->allocated_bytes;
+    j["cuda_peak_reserved_bytes"] = peak->reserved_bytes;
+  }
+  std::ofstream(fs::path(run_dir) / "summary.json") << j.dump(2) << "\n";
 }
 
 struct Validator {
@@ -99,24 +128,28 @@ TrainResult train(const Config& cfg) {
   std::fprintf(stderr, "%s", ("# resolved config\n" + cfg.to_yaml()).c_str());
 
   // Model and data.
-  Pipeline pipe =
-      Pipeline::create(cfg.s("model"), device, seed, cfg.b("zero_init"), cfg.b("stand_in_encoders"));
+  Pipeline pipe = Pipeline::create(cfg.s("model"), device, seed, cfg.b("zero_init"),
+                                   cfg.b("stand_in_encoders"));
   const torch::ScalarType weights_dtype = parse_precision(cfg.s("weights"));
   if (weights_dtype != torch::kFloat) {
     if (precision != weights_dtype) user_error("weights: bf16 weights need --precision bf16");
     pipe.transformer->to(weights_dtype);
   }
-  const int64_t res = cfg.i("resolution") > 0 ? cfg.i("resolution") : pipe.preset.default_resolution;
+  const int64_t res =
+      cfg.i("resolution") > 0 ? cfg.i("resolution") : pipe.preset.default_resolution;
   pipe.check_resolution(res, res);
   const int64_t image_tokens = pipe.image_tokens(res, res);
   ShapesDataset train_data("train", res, seed, cfg.i("dataset_size"));
   std::optional<Validator> val;
   if (cfg.i("val_samples") > 0)
-    val = Validator{ShapesDataset("val", res, seed, cfg.i("val_samples")), seed, cfg.i("val_samples")};
-  const double train_guidance = cfg.f("guidance") >= 0 ? cfg.f("guidance") : pipe.preset.train_guidance;
+    val = Validator{ShapesDataset("val", res, seed, cfg.i("val_samples")), seed,
+                    cfg.i("val_samples")};
+  const double train_guidance =
+      cfg.f("guidance") >= 0 ? cfg.f("guidance") : pipe.preset.train_guidance;
 
   AdamW::Named trainable;
-  for (auto& kv : pipe.transformer->named_parameters()) trainable.emplace_back(kv.key(), kv.value());
+  for (auto& kv : pipe.transformer->named_parameters())
+    trainable.emplace_back(kv.key(), kv.value());
   int64_t n_params = 0;
   for (auto& [n, p] : trainable) n_params += p.numel();
   AdamW opt(trainable, {cfg.f("beta1"), cfg.f("beta2"), cfg.f("eps"), cfg.f("weight_decay"),
@@ -139,11 +172,14 @@ TrainResult train(const Config& cfg) {
     load_module_tensors(*pipe.transformer, resume->file("model.safetensors"));
     const auto& of = resume->file("optimizer.safetensors");
     opt.load_state(
-        [&](const std::string& n) { return of.contains(n) ? of.load(n, torch::kFloat, device) : torch::Tensor(); },
+        [&](const std::string& n) {
+          return of.contains(n) ? of.load(n, torch::kFloat, device) : torch::Tensor();
+        },
         st.at("optimizer_steps").get<int64_t>(), of.path());
     if (ema) {
       if (!resume->has_file("ema.safetensors"))
-        user_error("resume '{}': ema_decay is set but the checkpoint has no ema.safetensors", resume->dir);
+        user_error("resume '{}': ema_decay is set but the checkpoint has no ema.safetensors",
+                   resume->dir);
       const auto& ef = resume->file("ema.safetensors");
       ema->load([&](const std::string& n) { return ef.contains(n) ? ef.load(n) : torch::Tensor(); },
                 ef.path());
@@ -154,20 +190,22 @@ TrainResult train(const Config& cfg) {
     if (st.contains("best_val_loss") && !st["best_val_loss"].is_null())
       best_val = st["best_val_loss"].get<double>();
     if (step >= total_steps)
-      user_error("resume: the checkpoint is at step {}, steps is {}: nothing to do (raise --steps)", step,
-                 total_steps);
+      user_error("resume: the checkpoint is at step {}, steps is {}: nothing to do (raise --steps)",
+                 step, total_steps);
   }
 
   std::ofstream(fs::path(run_dir) / "config.yaml") << cfg.to_yaml();
   log_info("run directory: {}", run_dir);
-  log_info("model {}: {} parameters ({} trainable), {} {} compute, {} weights, {} image tokens + {} "
-           "text tokens",
-           cfg.s("model"), n_params, n_params, device_description(device), cfg.s("precision"),
-           cfg.s("weights"), image_tokens, pipe.text->max_tokens());
+  log_info(
+      "model {}: {} parameters ({} trainable), {} {} compute, {} weights, {} image tokens + {} "
+      "text tokens",
+      cfg.s("model"), n_params, n_params, device_description(device), cfg.s("precision"),
+      cfg.s("weights"), image_tokens, pipe.text->max_tokens());
 
-  MetricsLog metrics(run_dir,
-                     {"step", "samples", "loss", "lr", "grad_norm", "samples_per_s", "step_ms", "val_loss"},
-                     resume ? step : -1);
+  MetricsLog metrics(
+      run_dir,
+      {"step", "samples", "loss", "lr", "grad_norm", "samples_per_s", "step_ms", "val_loss"},
+      resume ? step : -1);
   const std::string ckpt_root = (fs::path(run_dir) / "checkpoints").string();
 
   auto encode_batch = [&](const ShapeBatch& b, const std::vector<std::string>& captions) {
@@ -200,8 +238,10 @@ TrainResult train(const Config& cfg) {
       torch::Tensor pred;
       {
         AutocastScope ac(device.type(), precision);
-        pred = pipe.transformer(pair.x_t, image_ids(B, res / pipe.preset.ae_factor, res / pipe.preset.ae_factor, device),
-                                cond.txt, text_ids(B, cond.txt.size(1), device), t.to(device), cond.vec, g);
+        pred = pipe.transformer(
+            pair.x_t,
+            image_ids(B, res / pipe.preset.ae_factor, res / pipe.preset.ae_factor, device),
+            cond.txt, text_ids(B, cond.txt.size(1), device), t.to(device), cond.vec, g);
       }
       auto losses = flow_matching_loss_per_sample(pred, pair.target).cpu();
       for (int64_t i = 0; i < B; ++i) {
@@ -279,8 +319,9 @@ TrainResult train(const Config& cfg) {
       torch::Tensor pred;
       {
         AutocastScope ac(device.type(), precision);
-        pred = pipe.transformer(pair.x_t, img_ids, cond.txt, text_ids(batch, cond.txt.size(1), device),
-                                t.to(device), cond.vec, g);
+        pred =
+            pipe.transformer(pair.x_t, img_ids, cond.txt, text_ids(batch, cond.txt.size(1), device),
+                             t.to(device), cond.vec, g);
       }
       auto loss = flow_matching_loss_per_sample(pred, pair.target).mean();
       (loss / static_cast<double>(accum)).backward();
@@ -298,8 +339,12 @@ TrainResult train(const Config& cfg) {
     ema_step_s = step == first_step + 1 ? step_s : 0.9 * ema_step_s + 0.1 * step_s;
     result.last_loss = loss;
 
-    nlohmann::json row = {{"type", "train"}, {"step", step}, {"samples", samples_seen}, {"loss", loss},
-                          {"lr", lr}, {"grad_norm", grad_norm},
+    nlohmann::json row = {{"type", "train"},
+                          {"step", step},
+                          {"samples", samples_seen},
+                          {"loss", loss},
+                          {"lr", lr},
+                          {"grad_norm", grad_norm},
                           {"samples_per_s", static_cast<double>(batch * accum) / step_s},
                           {"step_ms", step_s * 1000.0}};
     const bool last = step == total_steps;
@@ -311,18 +356,21 @@ TrainResult train(const Config& cfg) {
     if (val && ((val_every > 0 && samples_seen >= next_val) || last || stop)) {
       while (val_every > 0 && next_val <= samples_seen) next_val += val_every;
       double v = 0;
-      if (ema) ema->with_averaged_weights([&] { v = validate(); });
-      else v = validate();
+      if (ema)
+        ema->with_averaged_weights([&] { v = validate(); });
+      else
+        v = validate();
       last_val = v;
       row["val_loss"] = v;
       metrics.write({{"type", "val"}, {"step", step}, {"samples", samples_seen}, {"val_loss", v}});
       const bool better = !best_val || v < *best_val;
       if (better) best_val = v;
       log_info("step {}: validation loss {:.5f}{}", step, v, better ? " (best)" : "");
-      if (better && cfg.b("save_best")) save((fs::path(ckpt_root) / "best").string());
+      if (better && cfg.b("save_best") && cfg.b("save_checkpoints"))
+        save((fs::path(ckpt_root) / "best").string());
       if (cfg.f("target_val_loss") > 0 && v <= cfg.f("target_val_loss")) {
-        log_info("target validation loss {} reached at step {} ({} samples)", cfg.f("target_val_loss"),
-                 step, samples_seen);
+        log_info("target validation loss {} reached at step {} ({} samples)",
+                 cfg.f("target_val_loss"), step, samples_seen);
         result.reached_target = true;
         stop = true;
       }
@@ -330,15 +378,16 @@ TrainResult train(const Config& cfg) {
     metrics.write(row);
     if (step % cfg.i("log_every") == 0 || last || stop) {
       const double eta = ema_step_s * static_cast<double>(total_steps - step);
-      progress_line(fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.1f} it/s | "
-                                "{:.1f} samples/s | elapsed {} | ETA {}",
-                                step, total_steps, loss, lr, grad_norm, 1.0 / step_s,
-                                static_cast<double>(batch * accum) / step_s,
-                                format_duration(seconds_since(t_start)), format_duration(eta)),
-                    last || stop);
+      progress_line(
+          fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.1f} it/s | "
+                      "{:.1f} samples/s | elapsed {} | ETA {}",
+                      step, total_steps, loss, lr, grad_norm, 1.0 / step_s,
+                      static_cast<double>(batch * accum) / step_s,
+                      format_duration(seconds_since(t_start)), format_duration(eta)),
+          last || stop);
     }
     const int64_t every = cfg.i("ckpt_every");
-    if ((every > 0 && step % every == 0) || last || stop) {
+    if (cfg.b("save_checkpoints") && ((every > 0 && step % every == 0) || last || stop)) {
       save(step_checkpoint_dir(ckpt_root, step));
       prune_step_checkpoints(ckpt_root, cfg.i("keep_last"));
     }
@@ -349,6 +398,8 @@ TrainResult train(const Config& cfg) {
   log_info("trained {} steps in {} ({} samples seen); last loss {:.5f}{}", step - first_step,
            format_duration(seconds_since(t_start)), samples_seen, result.last_loss,
            last_val ? fmt::format(", validation loss {:.5f}", *last_val) : std::string());
+
+  write_summary(run_dir, cfg, result, samples_seen, device, seconds_since(t_start));
 
   const std::string fe = cfg.s("final_eval");
   if (!result.interrupted && (fe == "shapes" || fe == "auto")) {
@@ -362,8 +413,10 @@ TrainResult train(const Config& cfg) {
       result.eval = evaluate_shapes(pipe, so, cfg.i("eval_images_per_caption"),
                                     (fs::path(run_dir) / "samples").string());
     };
-    if (ema) ema->with_averaged_weights(evaluate);
-    else evaluate();
+    if (ema)
+      ema->with_averaged_weights(evaluate);
+    else
+      evaluate();
   }
   return result;
 }

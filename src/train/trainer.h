@@ -2,10 +2,9 @@
 // schedule, gradient accumulation and clipping, MLPerf-style validation, atomic checkpoints with
 // exact resume, metrics files and a final evaluation.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "core/config.h"
 
@@ -13,13 +12,13 @@ namespace fluxtrain {
 
 struct TrainResult {
   std::string run_dir;
-  int64_t steps = 0;             // optimizer steps completed in total
-  double last_loss = 0;          // mean loss of the last step
-  std::optional<double> val_loss;       // last validation
+  int64_t steps = 0;               // optimizer steps completed in total
+  double last_loss = 0;            // mean loss of the last step
+  std::optional<double> val_loss;  // last validation
   std::optional<double> best_val_loss;
   bool reached_target = false;
   bool interrupted = false;
-  nlohmann::json eval;           // final evaluation (empty if none)
+  nlohmann::json eval;  // final evaluation (empty if none)
 };
 
 // Runs `fluxtrain train` with a resolved configuration (see train_schema()).

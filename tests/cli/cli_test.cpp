@@ -1,6 +1,5 @@
 // The fluxtrain binary as a user runs it: help, exit codes, one-line errors, info, train + sample.
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 
 #include <array>
@@ -45,8 +44,9 @@ TEST(Cli, HelpForEveryCommand) {
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.out.find("usage: fluxtrain " + cmd), std::string::npos) << r.out;
   }
-  EXPECT_NE(run("train --help").out.find("--timestep_sampling uniform|logit_normal|shift|flux_shift"),
-            std::string::npos);
+  EXPECT_NE(
+      run("train --help").out.find("--timestep_sampling uniform|logit_normal|shift|flux_shift"),
+      std::string::npos);
   auto r = run("");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("commands:"), std::string::npos);
@@ -57,22 +57,37 @@ TEST(Cli, UserErrorsAreOneLineWithExitCode2) {
     std::string args, message;
   };
   const std::vector<Case> cases = {
-      {"train --learning_rate 1", "fluxtrain train: error: --learning_rate: unknown key 'learning_rate'\n"},
-      {"train --steps -3", "fluxtrain train: error: --steps: bad value '-3' for 'steps': expected a number >= 1\n"},
-      {"train --config /nonexistent/x.yaml", "fluxtrain train: error: config file '/nonexistent/x.yaml' does not exist\n"},
-      {"train --precision fp8", "fluxtrain train: error: --precision: bad value 'fp8' for 'precision': expected one of fp32|bf16\n"},
-      {"train --device cuda:0", "fluxtrain train: error: device 'cuda:0': this build or machine has no CUDA device (use --device cpu)\n"},
-      {"train --model flux-dev --device cpu", "fluxtrain train: error: model 'flux-dev' needs its real text encoders and VAE, which this build cannot load yet; use --model tiny (or --stand_in_encoders for benchmarks)\n"},
-      {"sample --prompt hi", "fluxtrain sample: error: --checkpoint: required (a checkpoint or run directory)\n"},
-      {"sample --checkpoint /nonexistent", "fluxtrain sample: error: --checkpoint: '/nonexistent' for 'checkpoint' does not exist\n"},
-      {"info --model flux-pro", "fluxtrain info: error: --model: bad value 'flux-pro' for 'model': expected one of flux-dev|flux-schnell|tiny|tiny-guidance\n"},
+      {"train --learning_rate 1",
+       "fluxtrain train: error: --learning_rate: unknown key 'learning_rate'\n"},
+      {"train --steps -3",
+       "fluxtrain train: error: --steps: bad value '-3' for 'steps': expected a number >= 1\n"},
+      {"train --config /nonexistent/x.yaml",
+       "fluxtrain train: error: config file '/nonexistent/x.yaml' does not exist\n"},
+      {"train --precision fp8",
+       "fluxtrain train: error: --precision: bad value 'fp8' for 'precision': expected one of "
+       "fp32|bf16\n"},
+      {"train --device cuda:0",
+       "fluxtrain train: error: device 'cuda:0': this build or machine has no CUDA device (use "
+       "--device cpu)\n"},
+      {"train --model flux-dev --device cpu",
+       "fluxtrain train: error: model 'flux-dev' needs its real text encoders and VAE, which this "
+       "build cannot load yet; use --model tiny (or --stand_in_encoders for benchmarks)\n"},
+      {"sample --prompt hi",
+       "fluxtrain sample: error: --checkpoint: required (a checkpoint or run directory)\n"},
+      {"sample --checkpoint /nonexistent",
+       "fluxtrain sample: error: --checkpoint: '/nonexistent' for 'checkpoint' does not exist\n"},
+      {"info --model flux-pro",
+       "fluxtrain info: error: --model: bad value 'flux-pro' for 'model': expected one of "
+       "flux-dev|flux-schnell|tiny|tiny-guidance\n"},
       {"frobnicate", "fluxtrain: unknown command 'frobnicate': expected train, sample or info\n"},
   };
   for (const auto& c : cases) {
     auto r = run(c.args);
     EXPECT_EQ(r.code, 2) << c.args;
-    if (c.args.find("cuda") != std::string::npos && r.out.find("no CUDA") == std::string::npos) continue;
-    EXPECT_EQ(r.out.substr(r.out.size() >= c.message.size() ? r.out.size() - c.message.size() : 0), c.message)
+    if (c.args.find("cuda") != std::string::npos && r.out.find("no CUDA") == std::string::npos)
+      continue;
+    EXPECT_EQ(r.out.substr(r.out.size() >= c.message.size() ? r.out.size() - c.message.size() : 0),
+              c.message)
         << c.args;
   }
   // A bad YAML value names the file and line.
@@ -80,14 +95,17 @@ TEST(Cli, UserErrorsAreOneLineWithExitCode2) {
   std::ofstream(dir / "bad.yaml") << "steps: 10\nbatch_size: many\n";
   auto r = run("train --config " + (dir / "bad.yaml").string());
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.out.find("bad.yaml (line 2): bad value 'many' for 'batch_size': expected an integer"), std::string::npos)
+  EXPECT_NE(r.out.find("bad.yaml (line 2): bad value 'many' for 'batch_size': expected an integer"),
+            std::string::npos)
       << r.out;
 }
 
 TEST(Cli, InfoCountsTheRealPresetsByShape) {
   auto dev = run("info --model flux-dev");
   EXPECT_EQ(dev.code, 0);
-  EXPECT_NE(dev.out.find("total                         11,901,408,320     11,901,408,320"), std::string::npos) << dev.out;
+  EXPECT_NE(dev.out.find("total                         11,901,408,320     11,901,408,320"),
+            std::string::npos)
+      << dev.out;
   EXPECT_NE(dev.out.find("double_blocks          19"), std::string::npos);
   EXPECT_NE(dev.out.find("BF16"), std::string::npos);
   auto schnell = run("info --model flux-schnell");
@@ -97,15 +115,17 @@ TEST(Cli, InfoCountsTheRealPresetsByShape) {
 
 TEST(Cli, TrainThenSampleWritesPngsWithSettings) {
   auto dir = fresh_dir("sample");
-  auto t = run("train --output_dir " + dir.string() +
-               " --name cli --steps 3 --batch_size 4 --val_samples 8 --final_eval none --threads 2");
+  auto t =
+      run("train --output_dir " + dir.string() +
+          " --name cli --steps 3 --batch_size 4 --val_samples 8 --final_eval none --threads 1");
   ASSERT_EQ(t.code, 0) << t.out;
   EXPECT_NE(t.out.find("# resolved config"), std::string::npos);
   fs::path run_dir;
   for (auto& e : fs::directory_iterator(dir / "cli")) run_dir = e.path();
   ASSERT_TRUE(fs::exists(run_dir / "checkpoints" / "step-3" / "manifest.json"));
   auto out = dir / "red.png";
-  auto s = run("sample --checkpoint " + run_dir.string() + " --prompt \"a red circle in the top left\" --steps 3 --seed 7 --out " +
+  auto s = run("sample --checkpoint " + run_dir.string() +
+               " --threads 1 --prompt \"a red circle in the top left\" --steps 3 --seed 7 --out " +
                out.string());
   ASSERT_EQ(s.code, 0) << s.out;
   auto img = fluxtrain::read_image(out.string());
@@ -116,15 +136,19 @@ TEST(Cli, TrainThenSampleWritesPngsWithSettings) {
   EXPECT_EQ(text["seed"], "7");
   EXPECT_EQ(text["model"], "tiny");
   // Several prompts from a file and two images each: four numbered files, reproducible by seed.
-  std::ofstream(dir / "prompts.txt") << "a blue square in the center\n\na green triangle at the bottom\n";
-  auto m = run("sample --checkpoint " + run_dir.string() + " --prompts_file " + (dir / "prompts.txt").string() +
-               " --batch 2 --steps 2 --seed 7 --out " + (dir / "many.png").string());
+  std::ofstream(dir / "prompts.txt")
+      << "a blue square in the center\n\na green triangle at the bottom\n";
+  auto m = run("sample --checkpoint " + run_dir.string() + " --prompts_file " +
+               (dir / "prompts.txt").string() + " --threads 1 --batch 2 --steps 2 --seed 7 --out " +
+               (dir / "many.png").string());
   ASSERT_EQ(m.code, 0) << m.out;
   for (int k = 0; k < 4; ++k) EXPECT_TRUE(fs::exists(dir / fmt::format("many-{:03d}.png", k))) << k;
   EXPECT_EQ(fluxtrain::read_png_text((dir / "many-002.png").string())["seed"], "8");
   // The same seed and prompt give the same pixels.
   auto again = dir / "red2.png";
-  run("sample --checkpoint " + run_dir.string() + " --prompt \"a red circle in the top left\" --steps 3 --seed 7 --out " +
+  run("sample --checkpoint " + run_dir.string() +
+      " --threads 1 --prompt \"a red circle in the top left\" --steps 3 --seed 7 --out " +
       again.string());
-  EXPECT_TRUE(torch::equal(fluxtrain::read_image(out.string()), fluxtrain::read_image(again.string())));
+  EXPECT_TRUE(
+      torch::equal(fluxtrain::read_image(out.string()), fluxtrain::read_image(again.string())));
 }

@@ -1,11 +1,13 @@
 // Config: defaults, YAML, flags, and the one-line errors for unknown keys and bad values.
+#include "core/config.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "core/config.h"
 #include "core/errors.h"
+#include "test_util.h"
 
 using namespace fluxtrain;
 
@@ -20,21 +22,15 @@ static ConfigSchema schema() {
   return s;
 }
 
-static std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
+using fluxtrain::testing::error_of;
 
 TEST(Config, DefaultsFileAndFlagsInOrder) {
   auto path = std::filesystem::temp_directory_path() / "fluxtrain_cfg_test.yaml";
   std::ofstream(path) << "steps: 7\nlr: 0.5\nname: fromfile\n";
   Config c(schema());
   EXPECT_EQ(c.i("steps"), 100);
-  ASSERT_TRUE(parse_args(c, {"--lr", "2e-3", "--config", path.string(), "--ema", "--schedule=cosine"}));
+  ASSERT_TRUE(
+      parse_args(c, {"--lr", "2e-3", "--config", path.string(), "--ema", "--schedule=cosine"}));
   EXPECT_EQ(c.i("steps"), 7);
   EXPECT_DOUBLE_EQ(c.f("lr"), 2e-3);  // the flag wins over the file whatever the order
   EXPECT_TRUE(c.b("ema"));
@@ -50,19 +46,33 @@ TEST(Config, DefaultsFileAndFlagsInOrder) {
 
 TEST(Config, ErrorsNameKeyAndValue) {
   Config c(schema());
-  EXPECT_EQ(error_of([&] { parse_args(c, {"--stepz", "3"}); }),
+  EXPECT_EQ(error_of([&] {
+              parse_args(c, {"--stepz", "3"});
+            }),
             "--stepz: unknown key 'stepz' (did you mean 'steps'?)");
-  EXPECT_EQ(error_of([&] { parse_args(c, {"--steps", "abc"}); }),
+  EXPECT_EQ(error_of([&] {
+              parse_args(c, {"--steps", "abc"});
+            }),
             "--steps: bad value 'abc' for 'steps': expected an integer");
-  EXPECT_EQ(error_of([&] { parse_args(c, {"--steps", "0"}); }),
+  EXPECT_EQ(error_of([&] {
+              parse_args(c, {"--steps", "0"});
+            }),
             "--steps: bad value '0' for 'steps': expected a number >= 1");
-  EXPECT_EQ(error_of([&] { parse_args(c, {"--schedule", "cosin"}); }),
+  EXPECT_EQ(error_of([&] {
+              parse_args(c, {"--schedule", "cosin"});
+            }),
             "--schedule: bad value 'cosin' for 'schedule': expected one of constant|cosine");
-  EXPECT_EQ(error_of([&] { parse_args(c, {"--ema", "maybe"}); }),
+  EXPECT_EQ(error_of([&] {
+              parse_args(c, {"--ema", "maybe"});
+            }),
             "--ema: bad value 'maybe' for 'ema': expected true or false");
-  EXPECT_EQ(error_of([&] { parse_args(c, {"--resume", "/nonexistent/ckpt"}); }),
+  EXPECT_EQ(error_of([&] {
+              parse_args(c, {"--resume", "/nonexistent/ckpt"});
+            }),
             "--resume: '/nonexistent/ckpt' for 'resume' does not exist");
-  EXPECT_EQ(error_of([&] { parse_args(c, {"--config", "/nonexistent.yaml"}); }),
+  EXPECT_EQ(error_of([&] {
+              parse_args(c, {"--config", "/nonexistent.yaml"});
+            }),
             "config file '/nonexistent.yaml' does not exist");
   EXPECT_EQ(error_of([&] { parse_args(c, {"positional"}); }),
             "unexpected argument 'positional': options are --key value (see --help)");
@@ -70,7 +80,9 @@ TEST(Config, ErrorsNameKeyAndValue) {
             "x.yaml (line 2): unknown key 'foo'");
   EXPECT_EQ(error_of([&] { c.load_yaml_string("steps: [1, 2]\n", "x.yaml"); }),
             "x.yaml (line 1): key 'steps' must be a single value, not a list or mapping");
-  EXPECT_NE(error_of([&] { c.load_yaml_string("steps: : :\n  - [", "x.yaml"); }).find("x.yaml: not valid YAML"),
+  EXPECT_NE(error_of([&] {
+              c.load_yaml_string("steps: : :\n  - [", "x.yaml");
+            }).find("x.yaml: not valid YAML"),
             std::string::npos);
 }
 

@@ -7,17 +7,11 @@
 
 #include "core/errors.h"
 #include "core/rng.h"
+#include "test_util.h"
 
 using namespace fluxtrain;
 
-static std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
+using fluxtrain::testing::error_of;
 
 TEST(ShapeCaptions, Phrasing) {
   EXPECT_EQ(shape_caption({0, 0, 0}), "a red circle in the top left");

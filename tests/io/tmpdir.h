@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "test_util.h"
 
 namespace fluxtrain::testing {
 
@@ -42,14 +43,5 @@ inline std::string read_bytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// The message of the UserError that f throws; "" if it throws none (other exceptions escape).
-inline std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace fluxtrain::testing

@@ -1,9 +1,9 @@
 // FLUX building blocks against hand-worked values and plain ATen re-computations.
+#include "model/layers.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
-
-#include "model/layers.h"
 
 using namespace fluxtrain;
 
@@ -42,7 +42,8 @@ TEST(Rope, ThreeAxesConcatenateAndScoresDependOnRelativePosition) {
   EXPECT_NEAR(pe[0][0][1][3][0][1].item<float>(), -std::sin(2.0), 1e-6);
   // q.k after RoPE depends only on the position difference.
   torch::manual_seed(0);
-  auto q = torch::randn({1, 1, 1, 12}, torch::kDouble), k = torch::randn({1, 1, 1, 12}, torch::kDouble);
+  auto q = torch::randn({1, 1, 1, 12}, torch::kDouble),
+       k = torch::randn({1, 1, 1, 12}, torch::kDouble);
   auto score = [&](float a, float b) {
     auto pa = rope_nd(torch::full({1, 1, 3}, a), axes, 10000.0);
     auto pb = rope_nd(torch::full({1, 1, 3}, b), axes, 10000.0);
@@ -55,7 +56,8 @@ TEST(Rope, ThreeAxesConcatenateAndScoresDependOnRelativePosition) {
 TEST(Attention, MatchesPlainSoftmaxAttentionWithRope) {
   torch::manual_seed(1);
   const int64_t B = 2, h = 3, L = 5, D = 8;
-  auto q = torch::randn({B, h, L, D}), k = torch::randn({B, h, L, D}), v = torch::randn({B, h, L, D});
+  auto q = torch::randn({B, h, L, D}), k = torch::randn({B, h, L, D}),
+       v = torch::randn({B, h, L, D});
   auto ids = torch::randint(0, 7, {B, L, 3}).to(torch::kFloat);
   auto pe = rope_nd(ids, {2, 2, 4}, 10000.0);
   auto out = attention(q, k, v, pe);  // [B, L, h*D]
@@ -73,8 +75,10 @@ TEST(Attention, MatchesPlainSoftmaxAttentionWithRope) {
             double ang = ids[b][l][a].item<double>() * w;
             auto x0 = x.index({b, torch::indexing::Slice(), l, 2 * pair}).to(torch::kDouble);
             auto x1 = x.index({b, torch::indexing::Slice(), l, 2 * pair + 1}).to(torch::kDouble);
-            y.index_put_({b, torch::indexing::Slice(), l, 2 * pair}, x0 * std::cos(ang) - x1 * std::sin(ang));
-            y.index_put_({b, torch::indexing::Slice(), l, 2 * pair + 1}, x0 * std::sin(ang) + x1 * std::cos(ang));
+            y.index_put_({b, torch::indexing::Slice(), l, 2 * pair},
+                         x0 * std::cos(ang) - x1 * std::sin(ang));
+            y.index_put_({b, torch::indexing::Slice(), l, 2 * pair + 1},
+                         x0 * std::sin(ang) + x1 * std::cos(ang));
           }
       }
     return y;
@@ -114,7 +118,8 @@ TEST(RMSNorm, MatchesFormula) {
   double ms = (1 + 4 + 9 + 0.25) / 4.0;
   auto y = n(x).flatten();
   const float xs[4] = {1, -2, 3, 0.5};
-  for (int i = 0; i < 4; ++i) EXPECT_NEAR(y[i].item<float>(), xs[i] / std::sqrt(ms + 1e-6) * (i + 1), 1e-5);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_NEAR(y[i].item<float>(), xs[i] / std::sqrt(ms + 1e-6) * (i + 1), 1e-5);
 }
 
 TEST(Blocks, ShapesAndLastLayerShiftScaleOrder) {
@@ -122,7 +127,8 @@ TEST(Blocks, ShapesAndLastLayerShiftScaleOrder) {
   const int64_t B = 2, Li = 6, Lt = 3, H = 16, heads = 2;
   auto pe = rope_nd(torch::zeros({B, Li + Lt, 3}), {2, 2, 4}, 10000.0);
   DoubleStreamBlock dbl(H, heads, 4.0, true);
-  auto [img, txt] = dbl(torch::randn({B, Li, H}), torch::randn({B, Lt, H}), torch::randn({B, H}), pe);
+  auto [img, txt] =
+      dbl(torch::randn({B, Li, H}), torch::randn({B, Lt, H}), torch::randn({B, H}), pe);
   EXPECT_EQ(img.sizes(), (std::vector<int64_t>{B, Li, H}));
   EXPECT_EQ(txt.sizes(), (std::vector<int64_t>{B, Lt, H}));
   SingleStreamBlock sgl(H, heads, 4.0);

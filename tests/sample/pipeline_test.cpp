@@ -1,10 +1,11 @@
 // Pipeline assembly, autoencoders, and the sampler's determinism and guidance arithmetic.
+#include "sample/pipeline.h"
+
 #include <gtest/gtest.h>
 
 #include "core/errors.h"
 #include "model/autoencoder.h"
 #include "model/latents.h"
-#include "sample/pipeline.h"
 #include "sample/sampler.h"
 
 using namespace fluxtrain;
@@ -41,8 +42,9 @@ TEST(Pipeline, PresetsNeedingRealEncodersAreRefusedUnlessStandIns) {
   // zero_init: the untrained model predicts zero velocity.
   auto tokens = p.images_to_tokens(torch::rand({1, 3, 32, 32}) * 2 - 1);
   auto cond = p.text->encode({"a red circle"}, torch::kCPU);
-  auto v = p.transformer(tokens, image_ids(1, 16, 16, torch::kCPU), cond.txt,
-                         text_ids(1, cond.txt.size(1), torch::kCPU), torch::tensor({0.5f}), cond.vec);
+  auto v =
+      p.transformer(tokens, image_ids(1, 16, 16, torch::kCPU), cond.txt,
+                    text_ids(1, cond.txt.size(1), torch::kCPU), torch::tensor({0.5f}), cond.vec);
   EXPECT_EQ(v.abs().max().item<float>(), 0.0f);
 }
 
@@ -56,7 +58,11 @@ TEST(Sampler, ImagesDoNotDependOnTheRestOfTheBatchAndFollowTheSeed) {
   ASSERT_EQ(both.sizes(), (std::vector<int64_t>{2, 3, 32, 32}));
   EXPECT_LT((both[0] - first[0]).abs().max().item<float>(), 1e-5);
   o.seed = 10;
-  EXPECT_GT((generate_images(p, {"a red circle in the center"}, o)[0] - first[0]).abs().max().item<float>(), 0.1);
+  EXPECT_GT((generate_images(p, {"a red circle in the center"}, o)[0] - first[0])
+                .abs()
+                .max()
+                .item<float>(),
+            0.1);
 }
 
 TEST(Sampler, ClassifierFreeGuidanceExtrapolatesFromTheEmptyPrompt) {

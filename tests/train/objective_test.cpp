@@ -97,7 +97,8 @@ TEST(AdamW, MatchesTorchAdamW) {
   auto a = torch::randn({4, 3}).requires_grad_(true);
   auto b = a.detach().clone().requires_grad_(true);
   AdamW mine({{"w", a}}, {0.9, 0.99, 1e-6, 0.1});
-  torch::optim::AdamW ref({b}, torch::optim::AdamWOptions(0.01).betas({0.9, 0.99}).eps(1e-6).weight_decay(0.1));
+  torch::optim::AdamW ref(
+      {b}, torch::optim::AdamWOptions(0.01).betas({0.9, 0.99}).eps(1e-6).weight_decay(0.1));
   for (int step = 0; step < 5; ++step) {
     auto x = torch::randn({3});
     (torch::matmul(a, x).pow(2).sum()).backward();
@@ -131,12 +132,18 @@ TEST(AdamW, StateRoundTripContinuesIdentically) {
   auto p3 = p2.detach().clone().requires_grad_(true);
   AdamW o3({{"p", p3}}, {});
   auto st = o2.state_tensors();
-  o3.load_state([&](const std::string& n) { for (auto& [k, v] : st) if (k == n) return v.clone(); return torch::Tensor(); },
-                o2.steps_taken(), "test");
+  o3.load_state(
+      [&](const std::string& n) {
+        for (auto& [k, v] : st)
+          if (k == n) return v.clone();
+        return torch::Tensor();
+      },
+      o2.steps_taken(), "test");
   for (int k = 3; k < 6; ++k) grad_step(p1, o1, k), grad_step(p3, o3, k);
   EXPECT_TRUE(torch::equal(p1, p3));
   AdamW o4({{"q", make()}}, {});
-  EXPECT_THROW(o4.load_state([](const std::string&) { return torch::Tensor(); }, 1, "ckpt"), UserError);
+  EXPECT_THROW(o4.load_state([](const std::string&) { return torch::Tensor(); }, 1, "ckpt"),
+               UserError);
 }
 
 TEST(ClipGradNorm, ScalesToMaxNorm) {

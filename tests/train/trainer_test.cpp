@@ -1,6 +1,8 @@
 // End to end on the CPU with the tiny preset: the loss falls on the shapes set, a resumed run is
 // bit-identical to a straight one, validation follows the MLPerf recipe, checkpoints are kept,
 // pruned and checked.
+#include "train/trainer.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,7 +11,6 @@
 #include "core/errors.h"
 #include "io/checkpoint.h"
 #include "train/train_config.h"
-#include "train/trainer.h"
 
 using namespace fluxtrain;
 namespace fs = std::filesystem;
@@ -25,9 +26,10 @@ fs::path fresh_dir(const std::string& name) {
 
 Config small_config(const fs::path& out, std::vector<std::string> extra = {}) {
   Config c(train_schema());
-  std::vector<std::string> args = {"--output_dir", out.string(), "--batch_size", "8", "--steps", "6",
-                                   "--warmup_steps", "2", "--val_samples", "16", "--final_eval", "none",
-                                   "--threads", "2", "--log_every", "100"};
+  std::vector<std::string> args = {"--output_dir",  out.string(), "--batch_size",   "8",
+                                   "--steps",       "6",          "--warmup_steps", "2",
+                                   "--val_samples", "16",         "--final_eval",   "none",
+                                   "--threads",     "1",          "--log_every",    "100"};
   args.insert(args.end(), extra.begin(), extra.end());
   parse_args(c, args);
   return c;
@@ -48,8 +50,9 @@ std::vector<nlohmann::json> read_rows(const fs::path& run, const std::string& ty
 
 TEST(Trainer, LossFallsOnShapes) {
   auto out = fresh_dir("falls");
-  auto r = train(small_config(out, {"--steps", "40", "--batch_size", "16", "--lr", "2e-3",
-                                    "--val_every", "320", "--ckpt_every", "10", "--keep_last", "2"}));
+  auto r =
+      train(small_config(out, {"--steps", "40", "--batch_size", "16", "--lr", "2e-3", "--val_every",
+                               "320", "--ckpt_every", "10", "--keep_last", "2"}));
   auto rows = read_rows(r.run_dir, "train");
   ASSERT_EQ(rows.size(), 40u);
   double first = 0, last = 0;
@@ -62,7 +65,8 @@ TEST(Trainer, LossFallsOnShapes) {
   EXPECT_EQ(vals[0]["step"], 20);
   EXPECT_EQ(vals[1]["step"], 40);
   ASSERT_TRUE(r.best_val_loss.has_value());
-  EXPECT_DOUBLE_EQ(*r.best_val_loss, std::min(vals[0]["val_loss"].get<double>(), vals[1]["val_loss"].get<double>()));
+  EXPECT_DOUBLE_EQ(*r.best_val_loss,
+                   std::min(vals[0]["val_loss"].get<double>(), vals[1]["val_loss"].get<double>()));
   auto best = load_checkpoint_dir((fs::path(r.run_dir) / "checkpoints" / "best").string());
   EXPECT_DOUBLE_EQ(best.state["best_val_loss"].get<double>(), *r.best_val_loss);
   // keep_last 2: steps 30 and 40 remain.
@@ -81,9 +85,18 @@ TEST(Trainer, LossFallsOnShapes) {
 TEST(Trainer, ResumeIsBitIdentical) {
   // 2N steps straight vs N steps, then resume to 2N: same losses, same weights, bit for bit.
   // Accumulation, caption dropout and a guidance-embedding model exercise every random stream.
-  std::vector<std::string> common = {"--grad_accum", "2", "--caption_dropout", "0.3", "--model",
-                                     "tiny-guidance", "--timestep_sampling", "flux_shift",
-                                     "--val_every", "24", "--ckpt_every", "3"};
+  std::vector<std::string> common = {"--grad_accum",
+                                     "2",
+                                     "--caption_dropout",
+                                     "0.3",
+                                     "--model",
+                                     "tiny-guidance",
+                                     "--timestep_sampling",
+                                     "flux_shift",
+                                     "--val_every",
+                                     "24",
+                                     "--ckpt_every",
+                                     "3"};
   auto out = fresh_dir("resume");
   auto straight_cfg = small_config(out / "a", common);
   auto straight = train(straight_cfg);
@@ -91,9 +104,13 @@ TEST(Trainer, ResumeIsBitIdentical) {
   half.insert(half.end(), {"--steps", "3"});
   auto first = train(small_config(out / "b", half));
   // A run that crashed after its checkpoint may have written rows past it: resume drops them.
-  { std::ofstream(fs::path(first.run_dir) / "metrics.jsonl", std::ios::app) << "{\"type\":\"train\",\"step\":4,\"loss\":9}\n"; }
+  {
+    std::ofstream(fs::path(first.run_dir) / "metrics.jsonl", std::ios::app)
+        << "{\"type\":\"train\",\"step\":4,\"loss\":9}\n";
+  }
   auto resumed_args = common;
-  resumed_args.insert(resumed_args.end(), {"--resume", (fs::path(first.run_dir) / "checkpoints" / "step-3").string()});
+  resumed_args.insert(resumed_args.end(),
+                      {"--resume", (fs::path(first.run_dir) / "checkpoints" / "step-3").string()});
   auto resumed = train(small_config(out / "b", resumed_args));
   EXPECT_EQ(resumed.run_dir, first.run_dir);
   EXPECT_EQ(resumed.steps, 6);
@@ -107,21 +124,38 @@ TEST(Trainer, ResumeIsBitIdentical) {
   }
   auto va = read_rows(straight.run_dir, "val"), vb = read_rows(resumed.run_dir, "val");
   ASSERT_EQ(va.size(), vb.size());
-  for (size_t i = 0; i < va.size(); ++i) EXPECT_EQ(va[i]["val_loss"].get<double>(), vb[i]["val_loss"].get<double>());
+  for (size_t i = 0; i < va.size(); ++i)
+    EXPECT_EQ(va[i]["val_loss"].get<double>(), vb[i]["val_loss"].get<double>());
   auto ca = load_checkpoint_dir((fs::path(straight.run_dir) / "checkpoints" / "step-6").string());
   auto cb = load_checkpoint_dir((fs::path(resumed.run_dir) / "checkpoints" / "step-6").string());
   for (const std::string file : {"model.safetensors", "optimizer.safetensors"}) {
     const auto& fa = ca.file(file);
     const auto& fb = cb.file(file);
     ASSERT_EQ(fa.names(), fb.names());
-    for (const auto& n : fa.names()) EXPECT_TRUE(torch::equal(fa.load(n), fb.load(n))) << file << " " << n;
+    for (const auto& n : fa.names())
+      EXPECT_TRUE(torch::equal(fa.load(n), fb.load(n))) << file << " " << n;
   }
   EXPECT_EQ(ca.state["samples_seen"], cb.state["samples_seen"]);
 }
 
+TEST(Trainer, Bf16AutocastAndBf16WeightsTrain) {
+  auto out = fresh_dir("bf16");
+  auto r = train(small_config(out, {"--steps", "3", "--precision", "bf16"}));
+  EXPECT_TRUE(std::isfinite(r.last_loss));
+  auto w = train(small_config(out, {"--steps", "3", "--precision", "bf16", "--weights", "bf16",
+                                    "--optimizer_state", "bf16"}));
+  EXPECT_TRUE(std::isfinite(w.last_loss));
+  auto ck = load_checkpoint_dir((fs::path(w.run_dir) / "checkpoints" / "step-3").string());
+  EXPECT_EQ(ck.file("model.safetensors").info("img_in.weight").dtype, "BF16");
+  EXPECT_EQ(ck.file("optimizer.safetensors").info("exp_avg.img_in.weight").dtype, "BF16");
+  // bf16 weights with fp32 compute is refused.
+  EXPECT_THROW(train(small_config(out, {"--steps", "1", "--weights", "bf16"})), UserError);
+}
+
 TEST(Trainer, TargetValidationLossStopsTraining) {
   auto out = fresh_dir("target");
-  auto r = train(small_config(out, {"--steps", "50", "--val_every", "8", "--target_val_loss", "100"}));
+  auto r =
+      train(small_config(out, {"--steps", "50", "--val_every", "8", "--target_val_loss", "100"}));
   EXPECT_TRUE(r.reached_target);
   EXPECT_EQ(r.steps, 1);
 }
@@ -143,7 +177,8 @@ TEST(Trainer, BadResumeAndCorruptCheckpointsAreUserErrors) {
                 .find("checkpoint is of model 'tiny', but model is 'tiny-guidance'"),
             std::string::npos);
   // Nothing left to do.
-  EXPECT_NE(message({"--steps", "2", "--resume", ckpt.string()}).find("nothing to do"), std::string::npos);
+  EXPECT_NE(message({"--steps", "2", "--resume", ckpt.string()}).find("nothing to do"),
+            std::string::npos);
   // A truncated model file.
   const auto model = ckpt / "model.safetensors";
   fs::resize_file(model, fs::file_size(model) - 100);
@@ -151,6 +186,7 @@ TEST(Trainer, BadResumeAndCorruptCheckpointsAreUserErrors) {
   EXPECT_NE(m.find("model.safetensors"), std::string::npos) << m;
   EXPECT_NE(m.find("truncated"), std::string::npos) << m;
   // Not a checkpoint at all.
-  EXPECT_NE(message({"--steps", "4", "--resume", out.string()}).find("expected a checkpoint directory"),
-            std::string::npos);
+  EXPECT_NE(
+      message({"--steps", "4", "--resume", out.string()}).find("expected a checkpoint directory"),
+      std::string::npos);
 }
