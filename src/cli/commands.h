@@ -10,5 +10,6 @@ using Args = std::vector<std::string>;
 int cmd_train(const Args& args);
 int cmd_sample(const Args& args);
 int cmd_info(const Args& args);
+int cmd_bench(const Args& args);
 
 }  // namespace fluxtrain

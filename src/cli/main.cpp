@@ -19,6 +19,7 @@ static const char* kUsage =
     "  train    train a FLUX transformer (flow matching) and evaluate it\n"
     "  sample   generate images from a checkpoint and prompts\n"
     "  info     parameters, dtypes and memory of a model preset or checkpoint\n"
+    "  bench    sweep training or sampling settings: images/s, step time, MFU, memory, cost\n"
     "\n"
     "`fluxtrain <command> --help` lists every key of a command.\n";
 
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
     if (cmd == "train") return cmd_train(args);
     if (cmd == "sample") return cmd_sample(args);
     if (cmd == "info") return cmd_info(args);
+    if (cmd == "bench") return cmd_bench(args);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -41,7 +43,7 @@ int main(int argc, char** argv) {
       std::printf("fluxtrain %s (libtorch %s)\n", FLUXTRAIN_COMMIT, compat::torch_version().c_str());
       return 0;
     }
-    std::fprintf(stderr, "fluxtrain: unknown command '%s': expected train, sample or info\n",
+    std::fprintf(stderr, "fluxtrain: unknown command '%s': expected train, sample, info or bench\n",
                  cmd.c_str());
     return 2;
   } catch (const UserError& e) {

@@ -8,32 +8,20 @@
 #include <fstream>
 
 #include "io/image.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using Result = fluxtrain::testing::CommandResult;
 
 Result run(const std::string& args) {
-  std::string cmd = std::string(FLUXTRAIN_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return fluxtrain::testing::run_fluxtrain(args);
 }
 
 fs::path fresh_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("fluxtrain_cli_test_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
+  return fluxtrain::testing::fresh_temp_dir("cli_" + name);
 }
 
 }  // namespace
@@ -79,7 +67,8 @@ TEST(Cli, UserErrorsAreOneLineWithExitCode2) {
       {"info --model flux-pro",
        "fluxtrain info: error: --model: bad value 'flux-pro' for 'model': expected one of "
        "flux-dev|flux-schnell|tiny|tiny-guidance\n"},
-      {"frobnicate", "fluxtrain: unknown command 'frobnicate': expected train, sample or info\n"},
+      {"frobnicate",
+       "fluxtrain: unknown command 'frobnicate': expected train, sample, info or bench\n"},
   };
   for (const auto& c : cases) {
     auto r = run(c.args);

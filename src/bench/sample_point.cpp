@@ -1,0 +1,141 @@
+// Sampling points, timed in-process (see sample_point.h).
+#include "bench/sample_point.h"
+
+#include <c10/util/Exception.h>
+#include <fmt/format.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "bench/flops.h"
+#include "bench/train_point.h"
+#include "core/device.h"
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/torch_compat.h"
+#include "sample/sampler.h"
+
+namespace fluxtrain {
+
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  if (!f) return false;
+  f << "5";  // resets VmHWM to the current resident set
+  f.flush();
+  return static_cast<bool>(f);
+}
+
+int64_t peak_rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.substr(6).c_str()) * 1024;
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+// Prompts of the built-in shapes vocabulary, cycled to fill a batch.
+static std::vector<std::string> bench_prompts(int64_t n) {
+  static const std::vector<std::string> base = {
+      "a red circle in the top left", "a blue square in the bottom right",
+      "a green triangle in the centre", "a yellow circle in the top right"};
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < n; ++i) out.push_back(base[static_cast<size_t>(i) % base.size()]);
+  return out;
+}
+
+PointResult run_sample_point(const SweepSpec& spec, const SweepPoint& point,
+                             const Environment& env) {
+  using Clock = std::chrono::steady_clock;
+  PointResult r;
+  r.point = point;
+  r.columns = resolve_columns(spec, point);
+  const Config cfg = point_config(spec, point);
+  const ModelPreset preset = model_preset(cfg.s("model"));
+  const int64_t res = std::stoll(r.column("resolution"));
+  const int64_t steps = std::stoll(r.column("steps"));
+  const int64_t batch = cfg.i("batch_size");
+  r.image_tokens = image_tokens_for(preset, res);
+  r.text_tokens = preset.max_text_tokens;
+  const auto t_point = Clock::now();
+  torch::Device device = torch::kCPU;
+  try {
+    configure_threads(cfg.i("threads"));
+    device = parse_device(cfg.s("device"));
+    r.device = device_description(device);
+    r.device_name = env.device_name(r.device);
+    compat::reset_cuda_memory_peak(device);
+    reset_peak_rss();
+    std::vector<double> times;
+    {
+      Pipeline pipe = Pipeline::create(cfg.s("model"), device, static_cast<uint64_t>(cfg.i("seed")),
+                                       /*zero_init_output=*/false, cfg.b("stand_in_encoders"));
+      const torch::ScalarType precision = parse_precision(cfg.s("precision"));
+      if (cfg.s("weights") != "fp32") {
+        if (cfg.s("precision") != cfg.s("weights"))
+          user_error("weights: bf16 weights need precision bf16");
+        pipe.transformer->to(parse_precision(cfg.s("weights")));
+      }
+      pipe.transformer->eval();
+      SampleOptions so = default_sample_options(preset);
+      so.height = so.width = res;
+      so.steps = steps;
+      if (cfg.f("guidance") >= 0) so.guidance = cfg.f("guidance");
+      so.cfg_scale = cfg.f("cfg_scale");
+      if (cfg.s("shift") != "auto") so.shift = cfg.s("shift") == "on";
+      so.precision = precision;
+      so.seed = static_cast<uint64_t>(cfg.i("seed"));
+      pipe.check_resolution(res, res);
+      const auto prompts = bench_prompts(batch);
+      const int64_t warmup = spec.bench.i("warmup"), measured = spec.bench.i("measured");
+      for (int64_t i = 0; i < warmup + measured; ++i) {
+        const auto t0 = Clock::now();
+        generate_images(pipe, prompts, so);  // returns images on the CPU: the device work is done
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (i >= warmup) times.push_back(ms);
+        log_info("  {} {}/{}: {:.1f} ms", i < warmup ? "warm-up" : "run",
+                 i < warmup ? i + 1 : i - warmup + 1, i < warmup ? warmup : measured, ms);
+      }
+    }
+    FigureInputs in;
+    in.times_ms = times;
+    in.images_per_iteration = batch;
+    in.tokens_per_image = r.image_tokens + r.text_tokens;
+    in.model_flops_per_image =
+        sampling_flops_per_image(preset, res, steps, cfg.f("cfg_scale") != 1.0);
+    in.peak_tflops = spec.bench.f("peak_tflops") > 0
+                         ? std::optional<double>(spec.bench.f("peak_tflops"))
+                         : datasheet_peak_tflops(r.device_name, cfg.s("precision"));
+    in.price_per_hour = spec.bench.f("price_per_hour");
+    r.figures = compute_figures(in);
+    if (auto peak = compat::cuda_memory_peak(device)) {
+      r.figures->peak_memory_bytes = peak->allocated_bytes;
+      r.figures->cuda_peak_reserved_bytes = peak->reserved_bytes;
+      r.figures->peak_memory_kind = "cuda_allocated";
+    } else {
+      r.figures->peak_memory_bytes = peak_rss_bytes();
+      r.figures->peak_memory_kind = "rss";
+    }
+    r.status = point_status::kOk;
+  } catch (const UserError& e) {
+    r.status = point_status::kFailed;
+    r.error = e.what();
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    r.status = is_out_of_memory_text(msg) ? point_status::kOom : point_status::kFailed;
+    r.error = last_error_line(msg);
+  } catch (const std::bad_alloc&) {
+    r.status = point_status::kOom;
+    r.error = "std::bad_alloc";
+  } catch (const std::exception& e) {
+    r.status = is_out_of_memory_text(e.what()) ? point_status::kOom : point_status::kFailed;
+    r.error = last_error_line(e.what());
+  }
+  if (r.status != point_status::kOk) compat::reset_cuda_memory_peak(device);  // free what is cached
+  r.seconds = std::chrono::duration<double>(Clock::now() - t_point).count();
+  return r;
+}
+
+}  // namespace fluxtrain

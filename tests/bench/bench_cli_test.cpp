@@ -1,0 +1,200 @@
+// `fluxtrain bench` end to end with the binary on the tiny model: the shipped minimal sweep, a
+// sweep whose points run out of memory, fail or ask for unsupported features, and sample mode.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "model/flux.h"
+#include "model/presets.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Result = fluxtrain::testing::CommandResult;
+
+Result run(const std::string& args) {
+  return fluxtrain::testing::run_fluxtrain(args);
+}
+
+fs::path fresh_dir(const std::string& name) {
+  return fluxtrain::testing::fresh_temp_dir("bench_" + name);
+}
+
+std::string read(const fs::path& p) {
+  std::stringstream ss;
+  ss << std::ifstream(p).rdbuf();
+  return ss.str();
+}
+
+// The bench directory the command printed ("bench: DIR").
+fs::path bench_dir(const Result& r) {
+  const auto at = r.out.find("bench: /");
+  if (at == std::string::npos) return {};
+  const auto end = r.out.find('\n', at);
+  return r.out.substr(at + 7, end - at - 7);
+}
+
+std::vector<std::string> csv_lines(const fs::path& p) {
+  std::vector<std::string> out;
+  std::istringstream in(read(p));
+  std::string l;
+  while (std::getline(in, l)) out.push_back(l);
+  return out;
+}
+
+}  // namespace
+
+TEST(BenchCli, HelpAndUserErrors) {
+  auto help = run("bench --help");
+  EXPECT_EQ(help.code, 0);
+  EXPECT_NE(help.out.find("usage: fluxtrain bench"), std::string::npos);
+  EXPECT_NE(help.out.find("--price_per_hour"), std::string::npos);
+  auto none = run("bench");
+  EXPECT_EQ(none.code, 2);
+  EXPECT_NE(none.out.find("--config"), std::string::npos) << none.out;
+  auto dir = fresh_dir("errors");
+  std::ofstream(dir / "typo.yaml") << "model: tiny\nbatchsize: [1, 2]\n";
+  auto typo = run("bench --config " + (dir / "typo.yaml").string());
+  EXPECT_EQ(typo.code, 2);
+  EXPECT_EQ(typo.out, "fluxtrain bench: error: " + (dir / "typo.yaml").string() +
+                          " (line 2): unknown key 'batchsize' (did you mean 'batch_size'?)\n");
+}
+
+TEST(BenchCli, MinimalSweepWritesAllThreeOutputs) {
+  auto dir = fresh_dir("minimal");
+  auto r = run("bench --config " + std::string(FLUXTRAIN_SOURCE_DIR) +
+               "/configs/bench/minimal.yaml --warmup 1 --measured 2 --output_dir " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const fs::path out = bench_dir(r);
+  ASSERT_EQ(out.parent_path(), dir / "bench") << r.out;
+  for (const char* f : {"runs_summary.csv", "results.json", "report.html"})
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  const auto csv = csv_lines(out / "runs_summary.csv");
+  ASSERT_EQ(csv.size(), 7u);  // header + 2 precisions x 3 batch sizes
+  EXPECT_EQ(csv[1].rfind("001-fp32-bs1,ok,tiny,full,fp32,", 0), 0u) << csv[1];
+  EXPECT_EQ(csv[6].rfind("006-bf16-bs4,ok,tiny,full,bf16,", 0), 0u) << csv[6];
+  const auto j = nlohmann::json::parse(read(out / "results.json"));
+  EXPECT_EQ(j["bench"]["measured"], 2);
+  EXPECT_EQ(j["environment"]["libtorch"].get<std::string>().empty(), false);
+  ASSERT_EQ(j["points"].size(), 6u);
+  const double tiny_fwd =
+      fluxtrain::flux_forward_flops(fluxtrain::model_preset("tiny").flux, 64, 12);
+  for (const auto& p : j["points"]) {
+    EXPECT_EQ(p["status"], "ok") << p.dump();
+    const auto& f = p["figures"];
+    EXPECT_EQ(f["measured"], 2);
+    EXPECT_GT(f["images_per_s"].get<double>(), 0);
+    EXPECT_LE(f["time_ms"]["p50"].get<double>(), f["time_ms"]["p99"].get<double>());
+    EXPECT_DOUBLE_EQ(f["model_flops_per_image"].get<double>(), 3 * tiny_fwd);
+    EXPECT_NEAR(f["tokens_per_s"].get<double>(), 76 * f["images_per_s"].get<double>(), 1e-6);
+    EXPECT_TRUE(f["mfu"].is_null());  // a CPU: no datasheet peak
+    EXPECT_EQ(f["peak_memory_kind"], "rss");
+    EXPECT_GT(f["peak_memory_bytes"].get<int64_t>(), 0);
+    // Each point ran as its own process with its own run directory and log.
+    EXPECT_TRUE(fs::exists(out / p["run_dir"].get<std::string>() / "metrics.jsonl"));
+    EXPECT_NE(read(out / p["log"].get<std::string>()).find("--steps=3"), std::string::npos);
+  }
+  const std::string html = read(out / "report.html");
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_NE(html.find("Images/s per device"), std::string::npos);
+}
+
+TEST(BenchCli, FailedOutOfMemoryAndUnsupportedPointsAreRecordedAndTheSweepGoesOn) {
+  auto dir = fresh_dir("failures");
+  // bf16 weights need bf16 compute: the child exits with a UserError. 512 px makes the tiny
+  // model's attention matrix 2 x 4 x 16396^2 floats (8.6 GB), beyond the 3 GB memory limit.
+  std::ofstream(dir / "sweep.yaml")
+      << "model: tiny\ndevice: cpu\nthreads: 1\nbatch_size: 2\nwarmup: 1\n"
+         "measured: 2\nmemory_limit_gb: 3\nweights: [fp32, bf16]\n"
+         "resolution: [32, 512]\ngradient_checkpointing: [false, true]\n";
+  auto r = run("bench --config " + (dir / "sweep.yaml").string() + " --output_dir " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(read(bench_dir(r) / "results.json"));
+  ASSERT_EQ(j["points"].size(), 8u);
+  const std::vector<std::string> want = {"ok",     "unsupported", "oom",    "unsupported",
+                                         "failed", "unsupported", "failed", "unsupported"};
+  for (size_t i = 0; i < want.size(); ++i)
+    EXPECT_EQ(j["points"][i]["status"], want[i]) << j["points"][i].dump();
+  EXPECT_NE(j["points"][2]["error"].get<std::string>().find("can't allocate memory"),
+            std::string::npos);
+  EXPECT_NE(j["points"][4]["error"].get<std::string>().find("bf16 weights need --precision bf16"),
+            std::string::npos);
+  EXPECT_EQ(j["points"][1]["settings"]["gradient_checkpointing"], "true");
+  EXPECT_NE(j["points"][1]["error"].get<std::string>().find("not implemented yet"),
+            std::string::npos);
+  EXPECT_TRUE(j["points"][1]["run_dir"].get<std::string>().empty());  // not run
+  EXPECT_FALSE(j["points"][0]["figures"].is_null());
+  const auto csv = csv_lines(bench_dir(r) / "runs_summary.csv");
+  ASSERT_EQ(csv.size(), 9u);
+  EXPECT_EQ(csv[3].rfind("003-wfp32-512px-nogc,oom,", 0), 0u) << csv[3];
+}
+
+TEST(BenchCli, SampleModeTimesGenerationInProcess) {
+  auto dir = fresh_dir("sample");
+  auto r = run(
+      "bench --mode sample --model tiny --device cpu --threads 1 --warmup 1 --measured 3 --steps 2 "
+      "--weights fp32,bf16 --batch_size 1,2 --peak_tflops 0.5 --price_per_hour 1.5 --output_dir " +
+      dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const fs::path out = bench_dir(r);
+  for (const char* f : {"runs_summary.csv", "results.json", "report.html"})
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  const auto j = nlohmann::json::parse(read(out / "results.json"));
+  EXPECT_EQ(j["bench"]["mode"], "sample");
+  ASSERT_EQ(j["points"].size(), 4u);
+  const double fwd = fluxtrain::flux_forward_flops(fluxtrain::model_preset("tiny").flux, 64, 12);
+  for (int i = 0; i < 2; ++i) {
+    const auto& p = j["points"][i];
+    ASSERT_EQ(p["status"], "ok") << p.dump();
+    const auto& f = p["figures"];
+    const double batch = i + 1;
+    EXPECT_EQ(f["measured"], 3);
+    EXPECT_EQ(f["images_per_iteration"], i + 1);
+    const auto& t = f["time_ms"];
+    EXPECT_LE(t["min"].get<double>(), t["p50"].get<double>());
+    EXPECT_LE(t["p50"].get<double>(), t["p90"].get<double>());
+    EXPECT_LE(t["p90"].get<double>(), t["p99"].get<double>());
+    EXPECT_LE(t["p99"].get<double>(), t["max"].get<double>());
+    // images/s = batch x runs / total time = batch / mean latency.
+    const double ips = f["images_per_s"].get<double>();
+    EXPECT_NEAR(ips, batch * 1000.0 / t["mean"].get<double>(), 1e-9 * ips);
+    EXPECT_DOUBLE_EQ(f["model_flops_per_image"].get<double>(), 2 * fwd);  // 2 steps, no CFG
+    EXPECT_NEAR(f["mfu"].get<double>(), f["model_tflops"].get<double>() / 0.5, 1e-12);
+    EXPECT_NEAR(f["cost_per_1k_images"].get<double>(), 1.5 / 3600 / ips * 1000, 1e-12);
+    EXPECT_GT(f["peak_memory_bytes"].get<int64_t>(), 0);
+    EXPECT_EQ(p["settings"]["steps"], "2");
+  }
+  for (int i = 2; i < 4; ++i) {  // bf16 weights with fp32 compute: failed, and the sweep went on
+    EXPECT_EQ(j["points"][i]["status"], "failed");
+    EXPECT_NE(j["points"][i]["error"].get<std::string>().find("bf16 weights need"),
+              std::string::npos);
+  }
+  const auto csv = csv_lines(out / "runs_summary.csv");
+  ASSERT_EQ(csv.size(), 5u);
+  EXPECT_NE(csv[0].find("latency_ms_p50,latency_ms_p90,latency_ms_p99"), std::string::npos)
+      << csv[0];
+}
+
+TEST(BenchCli, ShippedSweepsAreValidAndDryRunListsTheirPoints) {
+  const std::string dir = std::string(FLUXTRAIN_SOURCE_DIR) + "/configs/bench/";
+  const std::vector<std::pair<std::string, int>> files = {
+      {"minimal.yaml", 6}, {"full.yaml", 42}, {"gpu-train.yaml", 6}, {"gpu-sample.yaml", 2}};
+  for (const auto& [file, points] : files) {
+    auto r = run("bench --config " + dir + file + " --dry_run");
+    ASSERT_EQ(r.code, 0) << file << ": " << r.out;
+    EXPECT_NE(r.out.find(std::to_string(points) + " point(s)"), std::string::npos)
+        << file << ": " << r.out;
+  }
+  auto full = run("bench --config " + dir + "full.yaml --dry_run");
+  EXPECT_NE(full.out.find("042-flux-schnell-1024px-bs16: fluxtrain train"), std::string::npos);
+  EXPECT_NE(full.out.find("--weights=bf16 --optimizer_state=bf16"), std::string::npos);
+  EXPECT_EQ(full.out.find("gradient_checkpointing"), std::string::npos);  // pending: not passed on
+}
