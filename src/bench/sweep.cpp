@@ -168,46 +168,15 @@ static std::vector<std::string> split_list(const std::string& text) {
 }
 
 std::optional<std::vector<SweepEntry>> parse_bench_args(const std::vector<std::string>& args) {
+  // Every bare --key is a switch here: the bench does not know the keys' types until the mode
+  // is known.
+  auto cl = split_command_line(args, [](const std::string&) { return true; });
+  if (cl.help) return std::nullopt;
   std::vector<SweepEntry> entries;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--help" || args[i] == "-h") return std::nullopt;
-    std::string file;
-    if (args[i] == "--config") {
-      if (i + 1 >= args.size()) user_error("--config: expected a YAML file after it");
-      file = args[i + 1];
-    } else if (args[i].rfind("--config=", 0) == 0) {
-      file = args[i].substr(9);
-    }
-    if (!file.empty())
-      for (auto& e : read_sweep_yaml_file(file)) put(entries, std::move(e));
-  }
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--config") {
-      ++i;
-      continue;
-    }
-    if (a.rfind("--config=", 0) == 0) continue;
-    if (a.rfind("--", 0) != 0 || a.size() < 3)
-      user_error("unexpected argument '{}': options are --key value (see --help)", a);
-    std::string key = a.substr(2), value;
-    const auto eq = key.find('=');
-    if (eq != std::string::npos) {
-      value = key.substr(eq + 1);
-      key = key.substr(0, eq);
-    } else if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) {
-      // A flag without a value: --key is true, --no-key is false.
-      value = "true";
-      if (key.rfind("no-", 0) == 0 || key.rfind("no_", 0) == 0) {
-        key = key.substr(3);
-        value = "false";
-      }
-    } else {
-      value = args[++i];
-    }
-    std::replace(key.begin(), key.end(), '-', '_');
+  for (const auto& f : cl.config_files)
+    for (auto& e : read_sweep_yaml_file(f)) put(entries, std::move(e));
+  for (const auto& [key, value] : cl.flags)
     put(entries, SweepEntry{key, split_list(value), "--" + key});
-  }
   return entries;
 }
 

@@ -105,6 +105,7 @@ int cmd_sample(const Args& args) {
       seeds.push_back(ok.seed);
     }
   }
+  if (cfg.s("out").empty()) user_error("--out: expected a PNG file or a directory");
   const fs::path out = cfg.s("out");
   const bool to_dir = fs::is_directory(out) || cfg.s("out").back() == '/';
   if (to_dir)

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "core/errors.h"
@@ -272,54 +273,62 @@ std::string Config::to_yaml() const {
   return std::string(out.c_str()) + "\n";
 }
 
-bool parse_args(Config& config, const std::vector<std::string>& args) {
-  // --config first, so that flags override the file whatever their order.
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--help" || args[i] == "-h") return false;
-    if (args[i] == "--config") {
-      if (i + 1 >= args.size()) user_error("--config: expected a YAML file after it");
-      config.load_yaml_file(args[i + 1]);
-    } else if (args[i].rfind("--config=", 0) == 0) {
-      config.load_yaml_file(args[i].substr(9));
-    }
-  }
+CommandLine split_command_line(const std::vector<std::string>& args,
+                               const std::function<bool(const std::string&)>& is_switch) {
+  CommandLine out;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a == "--config") {
-      ++i;
+    if (a == "--help" || a == "-h") {
+      out.help = true;
       continue;
     }
-    if (a.rfind("--config=", 0) == 0) continue;
+    if (a == "--config") {
+      if (i + 1 >= args.size()) user_error("--config: expected a YAML file after it");
+      out.config_files.push_back(args[++i]);
+      continue;
+    }
+    if (a.rfind("--config=", 0) == 0) {
+      out.config_files.push_back(a.substr(9));
+      continue;
+    }
     if (a.rfind("--", 0) != 0 || a.size() < 3)
       user_error("unexpected argument '{}': options are --key value (see --help)", a);
     std::string key = a.substr(2), value;
-    bool has_value = false;
-    if (auto eq = key.find('='); eq != std::string::npos) {
+    const auto eq = key.find('=');
+    const bool bare = eq == std::string::npos;
+    if (!bare) {
       value = key.substr(eq + 1);
       key = key.substr(0, eq);
-      has_value = true;
     }
     std::replace(key.begin(), key.end(), '-', '_');
-    const ConfigKey* k = config.schema().find(key);
-    if (!has_value && k && k->type == KeyType::kBool &&
-        (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0)) {
-      value = "true";
-      has_value = true;
-    }
-    if (!has_value && !k && key.rfind("no_", 0) == 0) {
-      const ConfigKey* nk = config.schema().find(key.substr(3));
-      if (nk && nk->type == KeyType::kBool) {
-        config.set(key.substr(3), "false", a);
-        continue;
+    if (bare) {
+      const bool next_is_value = i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0;
+      if (key.rfind("no_", 0) == 0 && is_switch(key.substr(3)) && !next_is_value) {
+        key = key.substr(3);
+        value = "false";
+      } else if (!next_is_value && is_switch(key)) {
+        value = "true";
+      } else if (next_is_value) {
+        value = args[++i];
+      } else {
+        user_error("{}: expected a value after it", a);
       }
     }
-    if (!has_value) {
-      if (!k) config.set(key, "", a);  // reports the unknown key
-      if (i + 1 >= args.size()) user_error("{}: expected a value after it", a);
-      value = args[++i];
-    }
-    config.set(key, value, "--" + key);
+    out.flags.emplace_back(key, value);
   }
+  return out;
+}
+
+bool parse_args(Config& config, const std::vector<std::string>& args) {
+  // Unknown keys count as switches here so that a bare unknown --key is reported as unknown.
+  auto cl = split_command_line(args, [&](const std::string& key) {
+    const ConfigKey* k = config.schema().find(key);
+    return !k || k->type == KeyType::kBool;
+  });
+  if (cl.help) return false;
+  // Files first, so that flags override them whatever their order.
+  for (const auto& f : cl.config_files) config.load_yaml_file(f);
+  for (const auto& [key, value] : cl.flags) config.set(key, value, "--" + key);
   return true;
 }
 

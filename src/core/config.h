@@ -3,9 +3,11 @@
 // Unknown keys and bad values are UserErrors that name the key, the value and what was expected.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -85,6 +87,18 @@ class Config {
   std::map<std::string, ConfigValue> values_;
   std::map<std::string, bool> explicitly_set_;
 };
+
+// Command-line arguments split into --config files and --key value flags (keys with '-' turned
+// into '_'). A bare --key (last, or before another --option) is "true" and a bare --no-key
+// "false" when is_switch(key); otherwise a bare --key is an error. UserError for positional
+// arguments and a --config without a file.
+struct CommandLine {
+  bool help = false;  // --help or -h seen
+  std::vector<std::string> config_files;
+  std::vector<std::pair<std::string, std::string>> flags;  // (key, value) in order
+};
+CommandLine split_command_line(const std::vector<std::string>& args,
+                               const std::function<bool(const std::string&)>& is_switch);
 
 // Parse `args` (everything after the subcommand): --config FILE, --key value, --key=value,
 // --flag (bool true), --no-flag (bool false). Returns false when --help / -h was asked for.

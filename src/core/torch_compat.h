@@ -1,17 +1,12 @@
 // Every difference between the libtorch versions fluxtrain builds against lives here:
 // Debian's libtorch 1.13 (CPU) and CUDA libtorch >= 2.1 (pip torch wheels).
 #pragma once
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
 #include <optional>
 #include <string>
-
-#if TORCH_VERSION_MAJOR >= 2
-#include <ATen/autocast_mode.h>
-#else
-#include <ATen/autocast_mode.h>
-#endif
 
 // FLUXTRAIN_TORCH_CUDA: set by CMake only when the Torch package has CUDA (target c10_cuda).
 #ifdef FLUXTRAIN_TORCH_CUDA
@@ -51,9 +46,13 @@ inline void set_autocast(c10::DeviceType device, bool enabled, at::ScalarType dt
 #endif
 }
 
-inline void clear_autocast_cache() { at::autocast::clear_cache(); }
+inline void clear_autocast_cache() {
+  at::autocast::clear_cache();
+}
 
-inline std::string torch_version() { return TORCH_VERSION; }
+inline std::string torch_version() {
+  return TORCH_VERSION;
+}
 
 // Peak bytes of the CUDA caching allocator on `device` since the process started or the last
 // reset_cuda_memory_peak: allocated (tensors) and reserved (what the allocator holds from the

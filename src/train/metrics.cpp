@@ -23,7 +23,12 @@ static void truncate_after(const fs::path& path, int64_t step, bool csv) {
     }
     int64_t s = -1;
     if (csv) {
-      s = std::stoll(line.substr(0, line.find(',')));
+      const std::string first = line.substr(0, line.find(','));
+      char* end = nullptr;
+      s = std::strtoll(first.c_str(), &end, 10);
+      if (first.empty() || *end != '\0')
+        user_error("{}: row '{}' does not start with a step number (edit or remove the file)",
+                   path.string(), line.substr(0, 60));
     } else {
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (!j.is_discarded() && j.contains("step")) s = j["step"].get<int64_t>();

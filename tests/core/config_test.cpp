@@ -95,3 +95,26 @@ TEST(Config, YamlRoundTrip) {
   EXPECT_EQ(d.s("name"), "a: b");
   EXPECT_EQ(d.to_yaml(), c.to_yaml());
 }
+
+TEST(Config, CommandLineSplitting) {
+  auto is_switch = [](const std::string& k) { return k == "ema"; };
+  auto cl = split_command_line({"--config", "x.yaml", "-h"}, is_switch);
+  EXPECT_TRUE(cl.help);
+  EXPECT_EQ(cl.config_files, std::vector<std::string>{"x.yaml"});
+  using KV = std::pair<std::string, std::string>;
+  // "--d" is followed by another option: d is no switch, but its value would be "--e".
+  EXPECT_EQ(error_of([&] {
+              split_command_line({"--d", "--e"}, is_switch);
+            }),
+            "--d: expected a value after it");
+  cl = split_command_line({"--a-b", "1", "--c=2", "--ema", "--no-ema", "--e", "v"}, is_switch);
+  EXPECT_EQ(
+      cl.flags,
+      (std::vector<KV>{{"a_b", "1"}, {"c", "2"}, {"ema", "true"}, {"ema", "false"}, {"e", "v"}}));
+  EXPECT_EQ(error_of([&] { split_command_line({"--config"}, is_switch); }),
+            "--config: expected a YAML file after it");
+  // A bare unknown key is reported as unknown, not as missing its value.
+  Config c(schema());
+  EXPECT_EQ(error_of([&] { parse_args(c, {"--frobnicate"}); }),
+            "--frobnicate: unknown key 'frobnicate'");
+}
