@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev      # safetensors headers, manifests, metrics
   libfmt-dev              # formatting
   libstb-dev              # PNG/JPEG decode and encode
+  libsentencepiece-dev    # T5 tokenizer (spiece.model)
   libgtest-dev googletest # tests
 )
 missing=()
