@@ -10,7 +10,6 @@ packages=(
   nlohmann-json3-dev      # safetensors headers, manifests, metrics
   libfmt-dev              # formatting
   libstb-dev              # PNG/JPEG decode and encode
-  libsentencepiece-dev    # T5 tokenizer (spiece.model)
   libgtest-dev googletest # tests
 )
 missing=()
