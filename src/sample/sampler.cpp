@@ -23,39 +23,44 @@ SampleOptions default_sample_options(const ModelPreset& preset) {
   return o;
 }
 
-torch::Tensor generate_images(Pipeline& p, const std::vector<std::string>& prompts,
-                              const SampleOptions& o) {
-  torch::NoGradGuard no_grad;
-  p.check_resolution(o.height, o.width);
-  const int64_t B = static_cast<int64_t>(prompts.size());
-  const int64_t f = p.preset.ae_factor, h = o.height / f, w = o.width / f;
-  const int64_t C = p.preset.latent_channels;
+torch::Tensor initial_noise_tokens(int64_t batch, int64_t latent_channels, int64_t latent_height,
+                                   int64_t latent_width, uint64_t seed, torch::Device device) {
   std::vector<torch::Tensor> noise;
-  for (int64_t i = 0; i < B; ++i) {
-    auto gen = make_generator(o.seed, RngStream::kSample, static_cast<uint64_t>(i));
-    noise.push_back(torch::randn({1, C, h, w}, gen));
+  for (int64_t i = 0; i < batch; ++i) {
+    auto gen = make_generator(seed, RngStream::kSample, static_cast<uint64_t>(i));
+    noise.push_back(torch::randn({1, latent_channels, latent_height, latent_width}, gen));
   }
-  auto x = patchify(torch::cat(noise, 0)).to(p.device);  // [B, L, 4C]
+  return patchify(torch::cat(noise, 0)).to(device);  // [B, L, 4C]
+}
+
+torch::Tensor denoise_tokens(FluxImpl& transformer, const TextEmbeddings& cond, torch::Tensor x,
+                             int64_t latent_height, int64_t latent_width, const SampleOptions& o,
+                             torch::Device device) {
+  torch::NoGradGuard no_grad;
   const bool cfg = o.cfg_scale != 1.0;
-  std::vector<std::string> texts = prompts;
-  if (cfg) texts.insert(texts.end(), prompts.size(), std::string());  // unconditional half
-  const int64_t N = static_cast<int64_t>(texts.size());
-  auto cond = p.text->encode(texts, p.device);
-  auto txt_ids = text_ids(N, cond.txt.size(1), p.device);
-  auto ids = image_ids(N, h, w, p.device);
+  const int64_t N = cond.txt.size(0);
+  TORCH_CHECK(N == (cfg ? 2 : 1) * x.size(0), "denoise_tokens: ", N, " text rows for ", x.size(0),
+              " images", cfg ? " with CFG" : "");
+  // The transformer's parameter dtype (bf16 weights run in bf16; fp32 weights under autocast).
+  const auto weight_dtype = transformer.img_in->weight.scalar_type();
+  auto txt = cond.txt.to(device, weight_dtype), vec = cond.vec.to(device, weight_dtype);
+  auto txt_ids = text_ids(N, txt.size(1), device);
+  auto ids = image_ids(N, latent_height, latent_width, device);
   std::optional<torch::Tensor> guidance;
-  if (p.preset.flux.guidance_embed)
-    guidance = torch::full({N}, o.guidance, torch::TensorOptions().device(p.device));
+  if (transformer.params.guidance_embed)
+    guidance =
+        torch::full({N}, o.guidance, torch::TensorOptions().device(device).dtype(weight_dtype));
   auto schedule = flux_schedule(o.steps, x.size(1), o.shift);
-  p.transformer->eval();
+  transformer.eval();
+  x = x.to(device, torch::kFloat);
   for (size_t i = 0; i + 1 < schedule.size(); ++i) {
-    auto t = torch::full({N}, schedule[i], torch::TensorOptions().device(p.device));
+    auto t =
+        torch::full({N}, schedule[i], torch::TensorOptions().device(device).dtype(weight_dtype));
+    auto xin = (cfg ? torch::cat({x, x}, 0) : x).to(weight_dtype);
     torch::Tensor v;
     {
-      AutocastScope autocast(p.device.type(), o.precision);
-      v = p.transformer(cfg ? torch::cat({x, x}, 0) : x, ids, cond.txt, txt_ids, t, cond.vec,
-                        guidance)
-              .to(torch::kFloat);
+      AutocastScope autocast(device.type(), o.precision);
+      v = transformer.forward(xin, ids, txt, txt_ids, t, vec, guidance).to(torch::kFloat);
     }
     if (cfg) {
       auto parts = v.chunk(2, 0);
@@ -63,6 +68,20 @@ torch::Tensor generate_images(Pipeline& p, const std::vector<std::string>& promp
     }
     x = x + (schedule[i + 1] - schedule[i]) * v;
   }
+  return x;
+}
+
+torch::Tensor generate_images(Pipeline& p, const std::vector<std::string>& prompts,
+                              const SampleOptions& o) {
+  torch::NoGradGuard no_grad;
+  p.check_resolution(o.height, o.width);
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  const int64_t f = p.preset.ae_factor, h = o.height / f, w = o.width / f;
+  auto x = initial_noise_tokens(B, p.preset.latent_channels, h, w, o.seed, p.device);
+  std::vector<std::string> texts = prompts;
+  if (o.cfg_scale != 1.0) texts.insert(texts.end(), prompts.size(), std::string());  // uncond
+  auto cond = p.text->encode(texts, p.device);
+  x = denoise_tokens(*p.transformer, cond, x, h, w, o, p.device);
   return p.tokens_to_images(x, o.height, o.width).cpu();
 }
 

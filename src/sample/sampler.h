@@ -28,6 +28,18 @@ struct SampleOptions {
 // Options from the preset's defaults.
 SampleOptions default_sample_options(const ModelPreset& preset);
 
+// Starting noise for images 0..batch-1, [B, L, 4C] tokens on `device`: image i's noise comes from
+// (seed, i) alone, so an image does not depend on what else is in the batch.
+torch::Tensor initial_noise_tokens(int64_t batch, int64_t latent_channels, int64_t latent_height,
+                                   int64_t latent_width, uint64_t seed, torch::Device device);
+
+// The Euler loop from t = 1 to 0: noise tokens x [B, L, in_channels] -> latent tokens (float32).
+// `cond` holds B rows, or 2B when options.cfg_scale != 1 (the prompts, then the empty prompt).
+// `latent_height`/`latent_width` are in latent pixels (for the position ids).
+torch::Tensor denoise_tokens(FluxImpl& transformer, const TextEmbeddings& cond, torch::Tensor x,
+                             int64_t latent_height, int64_t latent_width,
+                             const SampleOptions& options, torch::Device device);
+
 // Generates one image per prompt -> [B, 3, H, W] in [-1, 1] on the CPU. Image i's starting
 // noise comes from (seed, i) alone, so an image does not depend on what else is in the batch.
 torch::Tensor generate_images(Pipeline& pipeline, const std::vector<std::string>& prompts,
