@@ -139,6 +139,17 @@ std::string brief(const json& j) {
   return s;
 }
 
+// nlohmann's message without its "[json.exception.kind.N] " prefix, cut short if long.
+std::string json_reason(const json::exception& e) {
+  std::string s = e.what();
+  if (!s.empty() && s[0] == '[') {
+    size_t close = s.find("] ");
+    if (close != std::string::npos) s = s.substr(close + 2);
+  }
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  return s;
+}
+
 bool as_nonneg_int(const json& j, uint64_t& out) {
   if (!j.is_number_integer()) return false;
   if (j.is_number_unsigned()) {
@@ -241,18 +252,31 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     map_ = nullptr;
     user_error("{}: mmap failed ({})", path, std::strerror(err));
   }
-  uint64_t header_len;
-  std::memcpy(&header_len, map_, 8);
   try {
-    parse_header(header_len);
+    parse_header();
   } catch (...) {
     close();
     throw;
   }
 }
 
-void SafetensorsFile::parse_header(uint64_t header_len) {
+SafetensorsFile SafetensorsFile::from_bytes(std::string bytes, const std::string& name) {
+  SafetensorsFile f;
+  f.path_ = name;
+  if (bytes.size() < 8)
+    user_error("{}: file is {} bytes, too short for a safetensors header (truncated?)", name,
+               bytes.size());
+  f.owned_ = std::make_shared<const std::string>(std::move(bytes));
+  f.map_ = const_cast<char*>(f.owned_->data());
+  f.map_size_ = f.owned_->size();
+  f.parse_header();
+  return f;
+}
+
+void SafetensorsFile::parse_header() {
   const std::string& p = path_;
+  uint64_t header_len;
+  std::memcpy(&header_len, map_, 8);
   if (header_len > kMaxHeaderBytes)
     user_error("{}: header length {} is over the 100 MB limit (not a safetensors file?)", p,
                header_len);
@@ -268,6 +292,8 @@ void SafetensorsFile::parse_header(uint64_t header_len) {
     header = json::parse(text, text + header_len);
   } catch (const json::parse_error& e) {
     user_error("{}: header is not valid JSON ({})", p, json_error_where(e, header_len));
+  } catch (const json::exception& e) {  // e.g. out_of_range: a number too large for a double
+    user_error("{}: header is not valid JSON ({})", p, json_reason(e));
   }
   if (!header.is_object())
     user_error("{}: header is {}, expected a JSON object", p, json_type(header));
@@ -371,13 +397,15 @@ SafetensorsFile::~SafetensorsFile() {
 }
 
 void SafetensorsFile::close() {
-  if (map_) ::munmap(map_, map_size_);
+  if (map_ && !owned_) ::munmap(map_, map_size_);
   map_ = nullptr;
+  owned_.reset();
 }
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
     : path_(std::move(o.path_)),
       map_(o.map_),
+      owned_(std::move(o.owned_)),
       map_size_(o.map_size_),
       data_start_(o.data_start_),
       names_(std::move(o.names_)),
@@ -391,6 +419,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
     close();
     path_ = std::move(o.path_);
     map_ = o.map_;
+    owned_ = std::move(o.owned_);
     map_size_ = o.map_size_;
     data_start_ = o.data_start_;
     names_ = std::move(o.names_);
@@ -568,6 +597,8 @@ ShardedSafetensors::ShardedSafetensors(const std::string& path) : path_(path) {
     index = json::parse(text);
   } catch (const json::parse_error& e) {
     user_error("{}: not valid JSON ({})", path, json_error_where(e, text.size()));
+  } catch (const json::exception& e) {
+    user_error("{}: not valid JSON ({})", path, json_reason(e));
   }
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     user_error("{}: expected a JSON object with a \"weight_map\" object (tensor -> shard file)",

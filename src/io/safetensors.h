@@ -44,6 +44,9 @@ float decode_fp8(const std::string& dtype, uint8_t byte);
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);
+  // The same reader over a whole file's bytes held in memory (no mmap); `name` stands for the
+  // path in error messages. Same checks and API (for fuzzing and tests).
+  static SafetensorsFile from_bytes(std::string bytes, const std::string& name = "<memory>");
   ~SafetensorsFile();
   SafetensorsFile(SafetensorsFile&& other) noexcept;
   SafetensorsFile& operator=(SafetensorsFile&& other) noexcept;
@@ -68,11 +71,13 @@ class SafetensorsFile {
   const uint8_t* data(const std::string& name) const;
 
  private:
+  SafetensorsFile() = default;
   void close();
-  void parse_header(uint64_t header_len);
+  void parse_header();
 
   std::string path_;
-  void* map_ = nullptr;
+  void* map_ = nullptr;                       // the mmap, or owned_'s bytes
+  std::shared_ptr<const std::string> owned_;  // set by from_bytes (shared: moves keep map_ valid)
   uint64_t map_size_ = 0;
   uint64_t data_start_ = 0;  // file offset of the data buffer
   std::vector<std::string> names_;

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -257,6 +259,11 @@ TEST(Safetensors, MalformedFilesGiveSpecificErrors) {
   EXPECT_EQ(open_error(R"({"a" 1})", ""),
             p + ": header is not valid JSON (syntax error at byte 6 of 7)");
   EXPECT_EQ(open_error("[1, 2]", ""), p + ": header is an array, expected a JSON object");
+  // Found by the fuzzer: a number too large for a double is nlohmann's out_of_range, not a
+  // parse_error, and escaped as a non-user error.
+  EXPECT_EQ(open_error(R"({"w": 1e400})", ""),
+            p + ": header is not valid JSON (number overflow parsing '1e400')");
+
   EXPECT_EQ(open_error(R"({"w": [1]})", ""),
             p + ": tensor 'w': entry is an array, expected an object with dtype, shape and "
                 "data_offsets");
@@ -407,4 +414,20 @@ TEST(Safetensors, ShardedIndexLoadsAcrossShards) {
             index + ": not valid JSON (unexpected end after 1 bytes)");
   EXPECT_EQ(error_of([&] { ShardedSafetensors x(tmp / "none.safetensors.index.json"); }),
             tmp / "none.safetensors.index.json" + ": no such file");
+}
+
+TEST(Safetensors, FromBytesIsTheSameReaderWithoutAFile) {
+  TempDir tmp;
+  const std::string p = tmp / "m.safetensors";
+  save_safetensors(p, {{"x", torch::arange(6, torch::kFloat).reshape({2, 3})}}, {{"k", "v"}});
+  std::ifstream in(p, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  SafetensorsFile a = SafetensorsFile::from_bytes(bytes, "buf");
+  SafetensorsFile b = std::move(a);  // the bytes move with it
+  EXPECT_TRUE(torch::equal(b.load("x"), torch::arange(6, torch::kFloat).reshape({2, 3})));
+  EXPECT_EQ(b.metadata().at("k"), "v");
+  EXPECT_EQ(error_of([&] { SafetensorsFile::from_bytes(bytes.substr(0, 30), "buf"); }).substr(0, 5),
+            "buf: ");
+  EXPECT_EQ(error_of([&] { SafetensorsFile::from_bytes("1234", "buf"); }),
+            "buf: file is 4 bytes, too short for a safetensors header (truncated?)");
 }
