@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 mkdir -p .deps
 cd .deps
 apt-get download libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libfmt-dev libfmt9 libstb-dev \
-  libstb0 libgtest-dev googletest
+  libstb0 libgtest-dev googletest libicu-dev libicu72

@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev      # safetensors headers, manifests, metrics
   libfmt-dev              # formatting
   libstb-dev              # PNG/JPEG decode and encode
+  libicu-dev              # Unicode normalisation and character classes (CLIP tokenizer)
   libgtest-dev googletest # tests
 )
 missing=()
