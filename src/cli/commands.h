@@ -11,5 +11,6 @@ int cmd_train(const Args& args);
 int cmd_sample(const Args& args);
 int cmd_info(const Args& args);
 int cmd_bench(const Args& args);
+int cmd_convert(const Args& args);
 
 }  // namespace fluxtrain

@@ -1,8 +1,8 @@
 // fluxtrain entry point: dispatches to one subcommand; user errors are one line, exit code 2.
+#include <c10/util/Exception.h>
+
 #include <cstdio>
 #include <string>
-
-#include <c10/util/Exception.h>
 
 #include "cli/commands.h"
 #include "core/errors.h"
@@ -20,6 +20,7 @@ static const char* kUsage =
     "  sample   generate images from a checkpoint and prompts\n"
     "  info     parameters, dtypes and memory of a model preset or checkpoint\n"
     "  bench    sweep training or sampling settings: images/s, step time, MFU, memory, cost\n"
+    "  convert  a FLUX transformer (or a checkpoint's) to BFL or diffusers form, or another dtype\n"
     "\n"
     "`fluxtrain <command> --help` lists every key of a command.\n";
 
@@ -35,16 +36,19 @@ int main(int argc, char** argv) {
     if (cmd == "sample") return cmd_sample(args);
     if (cmd == "info") return cmd_info(args);
     if (cmd == "bench") return cmd_bench(args);
+    if (cmd == "convert") return cmd_convert(args);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       std::fputs(kUsage, stdout);
       return 0;
     }
     if (cmd == "--version" || cmd == "version") {
-      std::printf("fluxtrain %s (libtorch %s)\n", FLUXTRAIN_COMMIT, compat::torch_version().c_str());
+      std::printf("fluxtrain %s (libtorch %s)\n", FLUXTRAIN_COMMIT,
+                  compat::torch_version().c_str());
       return 0;
     }
-    std::fprintf(stderr, "fluxtrain: unknown command '%s': expected train, sample, info or bench\n",
-                 cmd.c_str());
+    std::fprintf(
+        stderr, "fluxtrain: unknown command '%s': expected train, sample, convert, info or bench\n",
+        cmd.c_str());
     return 2;
   } catch (const UserError& e) {
     std::fprintf(stderr, "fluxtrain %s: error: %s\n", cmd.c_str(), e.what());
