@@ -1,5 +1,6 @@
-// `fluxtrain sample`: images from a checkpoint and prompts, written as PNGs whose text chunks
-// record the prompt and every setting.
+// `fluxtrain sample`: images from prompts, with a fluxtrain checkpoint (--checkpoint) or a real
+// FLUX.1 model (--model: a diffusers repository, BFL files or a Hugging Face cache entry),
+// written as PNGs whose text chunks record the prompt and every setting.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,8 @@
 #include "io/checkpoint.h"
 #include "io/image.h"
 #include "model/weights.h"
+#include "sample/flux_model.h"
+#include "sample/model_files.h"
 #include "sample/sampler.h"
 #include "train/trainer.h"
 
@@ -22,6 +25,15 @@ static ConfigSchema sample_schema() {
   ConfigSchema s;
   s.path("input", "checkpoint", "checkpoint directory, or a run directory (its best, else latest)",
          true)
+      .string("input", "model", "",
+              "a FLUX.1 model instead of a checkpoint: diffusers repository, BFL files' folder, "
+              "Hugging Face cache entry, or a transformer .safetensors file")
+      .string("input", "transformer", "", "with --model: the transformer file or folder")
+      .string("input", "vae", "", "with --model: BFL ae.safetensors or a diffusers vae/ folder")
+      .string("input", "text_encoder", "", "with --model: CLIP-L text_encoder/ folder")
+      .string("input", "text_encoder_2", "", "with --model: T5-XXL text_encoder_2/ folder")
+      .string("input", "tokenizer", "", "with --model: CLIP tokenizer/ folder")
+      .string("input", "tokenizer_2", "", "with --model: T5 tokenizer_2/ folder or spiece.model")
       .string("input", "prompt", "", "the prompt (repeatable through prompts_file)")
       .path("input", "prompts_file", "text file with one prompt per line", true)
       .string("output", "out", "sample.png",
@@ -43,21 +55,26 @@ static ConfigSchema sample_schema() {
       .boolean("sampling", "use_ema", true, "use the checkpoint's EMA weights when it has them")
       .string("sampling", "device", "auto", "auto | cpu | cuda | cuda:N")
       .integer("sampling", "threads", 0, "CPU threads for tensor math (0 = all cores)", 0)
-      .choice("sampling", "precision", "fp32", {"fp32", "bf16"}, "compute precision");
+      .choice("sampling", "precision", "fp32", {"fp32", "bf16"},
+              "compute precision (--checkpoint; --model computes in --dtype)")
+      .choice("sampling", "dtype", "auto", {"auto", "fp32", "bf16"},
+              "--model: weights of every component (auto = bf16 on CUDA, fp32 on CPU)")
+      .boolean("sampling", "offload", false,
+               "--model: keep idle components on the CPU and move each to the device for its "
+               "phase (default: load each for its phase and free it after)")
+      .integer("sampling", "max_batch", 4, "--model: images per transformer and VAE call", 1);
   return s;
 }
 
-int cmd_sample(const Args& args) {
-  Config cfg(sample_schema());
-  if (!parse_args(cfg, args)) {
-    std::printf(
-        "usage: fluxtrain sample --checkpoint DIR --prompt \"...\" [--out file.png] [--key value "
-        "...]\n%s",
-        cfg.schema().help().c_str());
-    return 0;
-  }
-  if (cfg.s("checkpoint").empty())
-    user_error("--checkpoint: required (a checkpoint or run directory)");
+namespace {
+
+struct SampleOutput {
+  std::string prompt;
+  torch::Tensor image;  // [3, H, W] in [-1, 1]
+  uint64_t seed;
+};
+
+std::vector<std::string> read_prompts(const Config& cfg) {
   std::vector<std::string> prompts;
   if (!cfg.s("prompt").empty()) prompts.push_back(cfg.s("prompt"));
   if (!cfg.s("prompts_file").empty()) {
@@ -69,42 +86,23 @@ int cmd_sample(const Args& args) {
     if (prompts.empty()) user_error("prompts_file '{}': no prompts in it", cfg.s("prompts_file"));
   }
   if (prompts.empty()) user_error("--prompt or --prompts_file: give at least one prompt");
+  return prompts;
+}
 
-  const std::string ckpt_dir = find_checkpoint(cfg.s("checkpoint"), true);
-  auto ckpt = load_checkpoint_dir(ckpt_dir);
-  const std::string model = ckpt.state.value("model", "");
-  if (model.empty()) user_error("checkpoint '{}': manifest state names no model", ckpt_dir);
-  const torch::Device device = parse_device(cfg.s("device"));
-  configure_threads(cfg.i("threads"));
-  Pipeline pipe = Pipeline::create(model, device, 0, false);
-  load_module_tensors(*pipe.transformer, ckpt.file("model.safetensors"));
-  const bool ema = cfg.b("use_ema") && ckpt.has_file("ema.safetensors");
-  if (ema) load_module_tensors(*pipe.transformer, ckpt.file("ema.safetensors"), /*strict=*/false);
-
-  SampleOptions o = default_sample_options(pipe.preset);
-  const int64_t res = ckpt.state.value("resolution", pipe.preset.default_resolution);
-  o.height = cfg.i("height") > 0 ? cfg.i("height") : res;
-  o.width = cfg.i("width") > 0 ? cfg.i("width") : res;
+// Overrides the model's defaults with what the user gave.
+void apply_sampling_flags(const Config& cfg, int64_t default_resolution, SampleOptions& o) {
+  o.height = cfg.i("height") > 0 ? cfg.i("height") : default_resolution;
+  o.width = cfg.i("width") > 0 ? cfg.i("width") : default_resolution;
   if (cfg.i("steps") > 0) o.steps = cfg.i("steps");
   if (cfg.f("guidance") >= 0) o.guidance = cfg.f("guidance");
   o.cfg_scale = cfg.f("cfg_scale");
   if (cfg.s("shift") != "auto") o.shift = cfg.s("shift") == "on";
-  o.precision = parse_precision(cfg.s("precision"));
-  pipe.check_resolution(o.height, o.width);
+}
 
-  // Image k of each prompt: noise seed (seed + k), slot = prompt index.
-  const int64_t per_prompt = cfg.i("batch");
-  std::vector<std::pair<std::string, torch::Tensor>> outputs;  // (prompt, image)
-  std::vector<uint64_t> seeds;
-  for (int64_t k = 0; k < per_prompt; ++k) {
-    SampleOptions ok = o;
-    ok.seed = static_cast<uint64_t>(cfg.i("seed") + k);
-    auto images = generate_images(pipe, prompts, ok);
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      outputs.emplace_back(prompts[i], images[static_cast<int64_t>(i)]);
-      seeds.push_back(ok.seed);
-    }
-  }
+// Writes outputs as PNGs (one file, numbered files, or files in a directory) with the prompt,
+// seed and `settings` in text chunks; prints "path<TAB>prompt" per image.
+void write_outputs(const Config& cfg, const std::vector<SampleOutput>& outputs,
+                   const std::map<std::string, std::string>& settings) {
   if (cfg.s("out").empty()) user_error("--out: expected a PNG file or a directory");
   const fs::path out = cfg.s("out");
   const bool to_dir = fs::is_directory(out) || cfg.s("out").back() == '/';
@@ -118,21 +116,134 @@ int cmd_sample(const Args& args) {
                         ? out
                         : out.parent_path() / fmt::format("{}-{:03d}{}", out.stem().string(), n,
                                                           out.extension().string());
-    std::map<std::string, std::string> text = {{"prompt", outputs[n].first},
-                                               {"model", model},
-                                               {"checkpoint", ckpt_dir},
-                                               {"weights", ema ? "ema" : "model"},
-                                               {"steps", std::to_string(o.steps)},
-                                               {"guidance", fmt::format("{}", o.guidance)},
-                                               {"shift", o.shift ? "on" : "off"},
-                                               {"cfg_scale", fmt::format("{}", o.cfg_scale)},
-                                               {"seed", std::to_string(seeds[n])},
-                                               {"size", fmt::format("{}x{}", o.width, o.height)},
-                                               {"Software", "fluxtrain " FLUXTRAIN_COMMIT}};
-    write_png(path.string(), to_uint8_hwc(outputs[n].second), text);
-    std::printf("%s\t%s\n", path.c_str(), outputs[n].first.c_str());
+    std::map<std::string, std::string> text = settings;
+    text["prompt"] = outputs[n].prompt;
+    text["seed"] = std::to_string(outputs[n].seed);
+    text["Software"] = "fluxtrain " FLUXTRAIN_COMMIT;
+    write_png(path.string(), to_uint8_hwc(outputs[n].image), text);
+    std::printf("%s\t%s\n", path.c_str(), outputs[n].prompt.c_str());
   }
+}
+
+std::map<std::string, std::string> settings_text(const SampleOptions& o) {
+  return {{"steps", std::to_string(o.steps)},
+          {"guidance", fmt::format("{}", o.guidance)},
+          {"shift", o.shift ? "on" : "off"},
+          {"cfg_scale", fmt::format("{}", o.cfg_scale)},
+          {"size", fmt::format("{}x{}", o.width, o.height)}};
+}
+
+// A fluxtrain checkpoint: the pipeline its manifest names, with its (EMA) weights.
+int sample_checkpoint(const Config& cfg, const std::vector<std::string>& prompts) {
+  const std::string ckpt_dir = find_checkpoint(cfg.s("checkpoint"), true);
+  auto ckpt = load_checkpoint_dir(ckpt_dir);
+  const std::string model = ckpt.state.value("model", "");
+  if (model.empty()) user_error("checkpoint '{}': manifest state names no model", ckpt_dir);
+  const torch::Device device = parse_device(cfg.s("device"));
+  Pipeline pipe = Pipeline::create(model, device, 0, false);
+  load_module_tensors(*pipe.transformer, ckpt.file("model.safetensors"));
+  const bool ema = cfg.b("use_ema") && ckpt.has_file("ema.safetensors");
+  if (ema) load_module_tensors(*pipe.transformer, ckpt.file("ema.safetensors"), /*strict=*/false);
+
+  SampleOptions o = default_sample_options(pipe.preset);
+  apply_sampling_flags(cfg, ckpt.state.value("resolution", pipe.preset.default_resolution), o);
+  o.precision = parse_precision(cfg.s("precision"));
+  pipe.check_resolution(o.height, o.width);
+
+  // Image k of each prompt: noise seed (seed + k), slot = prompt index.
+  std::vector<SampleOutput> outputs;
+  for (int64_t k = 0; k < cfg.i("batch"); ++k) {
+    SampleOptions ok = o;
+    ok.seed = static_cast<uint64_t>(cfg.i("seed") + k);
+    auto images = generate_images(pipe, prompts, ok);
+    for (size_t i = 0; i < prompts.size(); ++i)
+      outputs.push_back({prompts[i], images[static_cast<int64_t>(i)], ok.seed});
+  }
+  auto settings = settings_text(o);
+  settings["model"] = model;
+  settings["checkpoint"] = ckpt_dir;
+  settings["weights"] = ema ? "ema" : "model";
+  write_outputs(cfg, outputs, settings);
   return 0;
+}
+
+// A real FLUX.1 model: every prompt through the text encoders first (then they are freed), all
+// images through the transformer, then the VAE; one component on the device at a time.
+int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
+  ModelFileOverrides overrides{cfg.s("transformer"),    cfg.s("vae"),       cfg.s("text_encoder"),
+                               cfg.s("text_encoder_2"), cfg.s("tokenizer"), cfg.s("tokenizer_2")};
+  ModelFiles files = resolve_model_files(cfg.s("model"), overrides);
+  FluxModelOptions mo;
+  mo.device = parse_device(cfg.s("device"));
+  mo.dtype = cfg.s("dtype") == "auto" ? (mo.device.is_cuda() ? torch::kBFloat16 : torch::kFloat)
+                                      : parse_precision(cfg.s("dtype"));
+  mo.offload = cfg.b("offload");
+  FluxModel model(files, mo);
+  SampleOptions o = model.default_options();
+  apply_sampling_flags(cfg, model.preset().default_resolution, o);
+  model.check_resolution(o.height, o.width);
+  log_info("model {} ({}, {} parameters, {} layout): {} steps, guidance {}, shift {}, {}x{}",
+           cfg.s("model").empty() ? files.transformer : cfg.s("model"), model.preset().name,
+           model.transformer_weights().num_params,
+           model.transformer_weights().layout == WeightLayout::kBfl ? "BFL" : "diffusers", o.steps,
+           o.guidance, o.shift ? "on" : "off", o.width, o.height);
+
+  // Rows k-major: image k of prompt i is row k * P + i, noise (seed + k, slot i).
+  const int64_t P = static_cast<int64_t>(prompts.size()), K = cfg.i("batch");
+  std::vector<std::string> texts = prompts;
+  if (o.cfg_scale != 1.0) texts.push_back("");
+  TextEmbeddings enc = model.encode(texts);
+  std::vector<torch::Tensor> txt, vec, noise;
+  for (int64_t k = 0; k < K; ++k) {
+    txt.push_back(enc.txt.slice(0, 0, P));
+    vec.push_back(enc.vec.slice(0, 0, P));
+  }
+  if (o.cfg_scale != 1.0) {  // the empty prompt's row, once per image
+    txt.push_back(enc.txt.slice(0, P, P + 1).expand({K * P, -1, -1}));
+    vec.push_back(enc.vec.slice(0, P, P + 1).expand({K * P, -1}));
+  }
+  TextEmbeddings cond{torch::cat(txt, 0), torch::cat(vec, 0)};
+  const int64_t f = model.preset().ae_factor;
+  for (int64_t k = 0; k < K; ++k)
+    noise.push_back(initial_noise_tokens(P, model.preset().latent_channels, o.height / f,
+                                         o.width / f, static_cast<uint64_t>(cfg.i("seed") + k),
+                                         torch::kCPU));
+  auto tokens = model.denoise(cond, torch::cat(noise, 0), o, cfg.i("max_batch"));
+  auto images = model.decode(tokens, o.height, o.width, cfg.i("max_batch"));
+
+  std::vector<SampleOutput> outputs;
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t i = 0; i < P; ++i)
+      outputs.push_back({prompts[static_cast<size_t>(i)], images[k * P + i],
+                         static_cast<uint64_t>(cfg.i("seed") + k)});
+  auto settings = settings_text(o);
+  settings["model"] = cfg.s("model").empty() ? files.transformer : cfg.s("model");
+  settings["transformer"] = files.transformer;
+  settings["dtype"] = mo.dtype == torch::kBFloat16 ? "bf16" : "fp32";
+  write_outputs(cfg, outputs, settings);
+  return 0;
+}
+
+}  // namespace
+
+int cmd_sample(const Args& args) {
+  Config cfg(sample_schema());
+  if (!parse_args(cfg, args)) {
+    std::printf(
+        "usage: fluxtrain sample (--checkpoint DIR | --model PATH) --prompt \"...\" "
+        "[--out file.png] [--key value ...]\n%s",
+        cfg.schema().help().c_str());
+    return 0;
+  }
+  const bool has_ckpt = !cfg.s("checkpoint").empty(), has_model = !cfg.s("model").empty();
+  const bool has_override = !cfg.s("transformer").empty();
+  if (has_ckpt == (has_model || has_override))
+    user_error(
+        "give --checkpoint (a checkpoint or run directory) or --model (a FLUX.1 model), one of "
+        "them");
+  const std::vector<std::string> prompts = read_prompts(cfg);
+  configure_threads(cfg.i("threads"));
+  return has_ckpt ? sample_checkpoint(cfg, prompts) : sample_model(cfg, prompts);
 }
 
 }  // namespace fluxtrain

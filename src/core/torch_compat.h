@@ -88,6 +88,14 @@ inline void reset_cuda_memory_peak(const c10::Device& device) {
 #endif
 }
 
+// Returns the CUDA caching allocator's free blocks to the driver (after a component is freed).
+// No-op without CUDA.
+inline void empty_cuda_cache() {
+#ifdef FLUXTRAIN_TORCH_CUDA
+  c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+}
+
 // The CUDA runtime this build was compiled against ("12.4"), or "" without CUDA.
 inline std::string cuda_runtime_version() {
 #ifdef FLUXTRAIN_TORCH_CUDA

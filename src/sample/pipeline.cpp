@@ -29,8 +29,9 @@ Pipeline Pipeline::create(const std::string& preset_name, torch::Device device, 
       p.preset.text_encoder == "hashed-words" && p.preset.autoencoder == "identity";
   if (!built_in && !stand_in_encoders)
     user_error(
-        "model '{}' needs its real text encoders and VAE, which this build cannot load yet; "
-        "use --model tiny (or --stand_in_encoders for benchmarks)",
+        "model '{}' needs its real text encoders and VAE, and training does not load a model "
+        "directory yet (`fluxtrain sample --model PATH` does); use --model tiny (or "
+        "--stand_in_encoders for benchmarks)",
         preset_name);
   torch::manual_seed(derive_seed(seed, static_cast<uint64_t>(RngStream::kInit)));
   p.transformer = Flux(p.preset.flux);

@@ -58,17 +58,25 @@ TEST(Cli, UserErrorsAreOneLineWithExitCode2) {
        "fluxtrain train: error: device 'cuda:0': this build or machine has no CUDA device (use "
        "--device cpu)\n"},
       {"train --model flux-dev --device cpu",
-       "fluxtrain train: error: model 'flux-dev' needs its real text encoders and VAE, which this "
-       "build cannot load yet; use --model tiny (or --stand_in_encoders for benchmarks)\n"},
+       "fluxtrain train: error: model 'flux-dev' needs its real text encoders and VAE, and "
+       "training does not load a model directory yet (`fluxtrain sample --model PATH` does); use "
+       "--model tiny (or --stand_in_encoders for benchmarks)\n"},
       {"sample --prompt hi",
-       "fluxtrain sample: error: --checkpoint: required (a checkpoint or run directory)\n"},
+       "fluxtrain sample: error: give --checkpoint (a checkpoint or run directory) or --model (a "
+       "FLUX.1 model), one of them\n"},
+      {"sample --prompt hi --checkpoint /tmp --model /tmp",
+       "fluxtrain sample: error: give --checkpoint (a checkpoint or run directory) or --model (a "
+       "FLUX.1 model), one of them\n"},
+      {"sample --prompt hi --model /nonexistent",
+       "fluxtrain sample: error: --model '/nonexistent': no such file or directory (a model "
+       "directory, a Hugging Face cache entry or a .safetensors file expected)\n"},
       {"sample --checkpoint /nonexistent",
        "fluxtrain sample: error: --checkpoint: '/nonexistent' for 'checkpoint' does not exist\n"},
       {"info --model flux-pro",
        "fluxtrain info: error: --model: bad value 'flux-pro' for 'model': expected one of "
        "flux-dev|flux-schnell|tiny|tiny-guidance\n"},
       {"frobnicate",
-       "fluxtrain: unknown command 'frobnicate': expected train, sample, info or bench\n"},
+       "fluxtrain: unknown command 'frobnicate': expected train, sample, convert, info or bench\n"},
   };
   for (const auto& c : cases) {
     auto r = run(c.args);

@@ -1,0 +1,107 @@
+// `fluxtrain sample --model PATH` end to end on tiny FLUX.1 repositories in the real layouts:
+// PNGs with their settings, defaults from the model, batches and prompt files, layouts that give
+// the same pixels, and the one-line errors for what is missing.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "fixtures/flux_repo_fixture.h"
+#include "io/image.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using fluxtrain::fixtures::RepoLayout;
+using fluxtrain::fixtures::write_tiny_flux_repo;
+
+fluxtrain::testing::CommandResult run(const std::string& args) {
+  return fluxtrain::testing::run_fluxtrain(args);
+}
+
+TEST(SampleModel, DiffusersRepositoryToPng) {
+  auto dir = fluxtrain::testing::fresh_temp_dir("cli_sample_model");
+  write_tiny_flux_repo((dir / "FLUX.1-tiny").string(), RepoLayout::kDiffusers, true, 11);
+  const auto out = dir / "cat.png";
+  auto r = run("sample --model " + (dir / "FLUX.1-tiny").string() +
+               " --prompt \"a photo of a cat, with a hat!\" --height 32 --width 16 --steps 3"
+               " --seed 5 --threads 1 --out " +
+               out.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto img = fluxtrain::read_image(out.string());
+  EXPECT_EQ(img.sizes(), (std::vector<int64_t>{32, 16, 3}));
+  EXPECT_GT(img.to(torch::kFloat).std().item<double>(), 0.5);  // not a flat image
+  auto text = fluxtrain::read_png_text(out.string());
+  EXPECT_EQ(text["prompt"], "a photo of a cat, with a hat!");
+  EXPECT_EQ(text["steps"], "3");
+  EXPECT_EQ(text["guidance"], "3.5");  // dev-like default: the weights have a guidance input
+  EXPECT_EQ(text["shift"], "on");
+  EXPECT_EQ(text["seed"], "5");
+  EXPECT_EQ(text["size"], "16x32");
+  EXPECT_EQ(text["dtype"], "fp32");
+  EXPECT_EQ(text["model"], (dir / "FLUX.1-tiny").string());
+
+  // The same model in BFL files gives the same pixels; so does --offload.
+  write_tiny_flux_repo((dir / "bfl").string(), RepoLayout::kBfl, true, 11);
+  auto r2 = run("sample --model " + (dir / "bfl").string() +
+                " --prompt \"a photo of a cat, with a hat!\" --height 32 --width 16 --steps 3"
+                " --seed 5 --threads 1 --offload --out " +
+                (dir / "cat-bfl.png").string());
+  ASSERT_EQ(r2.code, 0) << r2.out;
+  EXPECT_TRUE(torch::equal(img, fluxtrain::read_image((dir / "cat-bfl.png").string())));
+
+  // Prompts from a file, two images each, a schnell-like guidance override.
+  std::ofstream(dir / "prompts.txt") << "the dog\n\ncafé 日本\n";
+  auto m = run("sample --model " + (dir / "FLUX.1-tiny").string() + " --prompts_file " +
+               (dir / "prompts.txt").string() +
+               " --batch 2 --max_batch 3 --height 16 --width 16 --steps 2 --guidance 2 --seed 7"
+               " --threads 1 --out " +
+               (dir / "many/").string());
+  ASSERT_EQ(m.code, 0) << m.out;
+  for (int k = 0; k < 4; ++k)
+    EXPECT_TRUE(fs::exists(dir / "many" / fmt::format("sample-{:03d}.png", k))) << k;
+  auto t2 = fluxtrain::read_png_text((dir / "many" / "sample-003.png").string());
+  EXPECT_EQ(t2["prompt"], "café 日本");
+  EXPECT_EQ(t2["seed"], "8");
+  EXPECT_EQ(t2["guidance"], "2");
+  // Image k of a prompt does not depend on the batch around it: sample-002 (the dog, seed 8)
+  // alone with --seed 8 is the same picture.
+  auto one = run("sample --model " + (dir / "FLUX.1-tiny").string() +
+                 " --prompt \"the dog\" --height 16 --width 16 --steps 2 --guidance 2 --seed 8"
+                 " --threads 1 --out " +
+                 (dir / "dog8.png").string());
+  ASSERT_EQ(one.code, 0) << one.out;
+  auto a = fluxtrain::read_image((dir / "dog8.png").string()).to(torch::kInt);
+  auto b = fluxtrain::read_image((dir / "many" / "sample-002.png").string()).to(torch::kInt);
+  EXPECT_LE((a - b).abs().max().item<int>(), 1);  // batched matmul rounding, at most 1/255
+}
+
+TEST(SampleModel, MissingComponentsNameTheFileNeeded) {
+  auto dir = fluxtrain::testing::fresh_temp_dir("cli_sample_missing");
+  write_tiny_flux_repo(dir.string(), RepoLayout::kDiffusers, false, 12);
+  fs::remove_all(dir / "text_encoder_2");
+  auto r = run("sample --model " + dir.string() + " --prompt hi --height 16 --width 16");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("text_encoder_2"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+
+  // A component given by flag replaces the missing one.
+  write_tiny_flux_repo((dir / "full").string(), RepoLayout::kDiffusers, false, 12);
+  auto ok = run("sample --model " + dir.string() + " --text_encoder_2 " +
+                (dir / "full" / "text_encoder_2").string() +
+                " --prompt hi --height 16 --width 16 --steps 1 --threads 1 --out " +
+                (dir / "hi.png").string());
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  EXPECT_TRUE(fs::exists(dir / "hi.png"));
+
+  auto bad = run("sample --model " + dir.string() + " --text_encoder_2 " +
+                 (dir / "full" / "text_encoder_2").string() +
+                 " --prompt hi --height 18 --width 16 --threads 1");
+  EXPECT_EQ(bad.out,
+            "fluxtrain sample: error: resolution 18x16: height and width must be positive "
+            "multiples of 4 for this model\n");
+}
+
+}  // namespace
