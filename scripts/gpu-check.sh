@@ -44,6 +44,41 @@ cmake --build build-cuda -j "$(nproc)"
 # sweep (e.g. BENCH_TRAIN_FLAGS="--batch_size 1,2") come from the environment.
 build-cuda/fluxtrain bench --config configs/bench/gpu-train.yaml --output_dir "$OUT" \
   --name bench-train ${BENCH_TRAIN_FLAGS:-} || echo "training bench failed (see the log above)"
+
+# Side-by-side reference (docs/benchmarks.md, "Reference: plain PyTorch"): the same training step
+# in plain PyTorch (bench/reference/flux_step.py), eager and torch.compile, on this GPU with the
+# same shapes and precision, at the best REFERENCE_TOP (default 1) fluxtrain points at
+# REFERENCE_RESOLUTION px (default 512; flux-dev 512 px batch 1 if none was measured), then
+# fluxtrain's images/s as a ratio to each -> $OUT/reference.md. REFERENCE=0 skips it. Each run is
+# time-limited; a run that hits the limit is recorded as "timeout".
+if [ "${REFERENCE:-1}" != 0 ]; then
+  mkdir -p "$OUT/reference"
+  REF_POINTS=$(python3 bench/reference/compare.py --fluxtrain "$OUT/bench-train" \
+    --pick "${REFERENCE_TOP:-1}" --model flux-dev --resolution "${REFERENCE_RESOLUTION:-512}" \
+    2>/dev/null || true)
+  [ -n "$REF_POINTS" ] || REF_POINTS="flux-dev ${REFERENCE_RESOLUTION:-512} 1 bf16 bf16 bf16 false"
+  echo "reference points: $REF_POINTS"
+  while read -r m r b p w s gc; do
+    [ -n "$m" ] || continue
+    for mode in eager compile; do
+      flag=""; limit=${REFERENCE_EAGER_TIMEOUT_S:-150}
+      if [ "$mode" = compile ]; then flag="--compile"; limit=${REFERENCE_COMPILE_TIMEOUT_S:-300}; fi
+      [ "$gc" = true ] && flag="$flag --gradient_checkpointing"
+      json="$OUT/reference/$m-$r-bs$b-$p-gc$gc-$mode.json"
+      rc=0
+      timeout "$limit" python3 bench/reference/flux_step.py --model "$m" --resolution "$r" \
+        --batch_size "$b" --precision "$p" --weights "$w" --optimizer_state "$s" --warmup 3 \
+        --steps 8 $flag --json "$json" </dev/null || rc=$?
+      if [ "$rc" = 124 ]; then
+        printf '{"model": "%s", "resolution": %s, "batch_size": %s, "precision": "%s", "weights": "%s", "optimizer_state": "%s", "gradient_checkpointing": %s, "mode": "%s", "status": "timeout", "error": "stopped after %s s"}\n' \
+          "$m" "$r" "$b" "$p" "$w" "$s" "${gc:-false}" "$mode" "$limit" > "$json"
+      fi
+      [ "$rc" = 0 ] || echo "reference $m ${r}px bs$b $mode: exit code $rc"
+    done
+  done <<< "$REF_POINTS"
+  python3 bench/reference/compare.py --fluxtrain "$OUT/bench-train" --reference "$OUT/reference" \
+    --out "$OUT/reference.md" && cat "$OUT/reference.md" || echo "reference comparison failed"
+fi
 build-cuda/fluxtrain bench --config configs/bench/gpu-sample.yaml --output_dir "$OUT" \
   --name bench-sample ${BENCH_SAMPLE_FLAGS:-} || echo "sampling bench failed (see the log above)"
 for f in "$OUT"/bench-*/*/runs_summary.csv; do
