@@ -231,6 +231,19 @@ li { font-size: 13px; margin: 2px 0; }
       b.f("peak_tflops") > 0 ? fmt::format("{} TFLOP/s, given", b.f("peak_tflops"))
                              : "datasheet, dense; empty when unknown");
 
+  // profile_steps: each point's top-15 ops from libtorch's profiler.
+  std::string profiles;
+  for (const auto& p : r.points)
+    if (!p.profile_table.empty())
+      profiles += fmt::format("<details><summary><b>{}</b> ({})</summary><pre>{}</pre></details>\n",
+                              esc(p.point.name), esc(p.profile), esc(p.profile_table));
+  if (!profiles.empty())
+    h += "<h2>Where the time goes</h2>\n<p class=\"note\">libtorch's profiler over the last "
+         "profile_steps steps of each point (after the measured steps, which they do not "
+         "affect); self time excludes the ops nested in an op. Every op: profile.csv beside "
+         "profile.txt.</p>\n" +
+         profiles;
+
   // Environment and settings.
   h += "<h2>Environment</h2>\n<table>\n";
   auto row = [&](const std::string& k, const std::string& v) {

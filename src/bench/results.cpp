@@ -82,6 +82,7 @@ nlohmann::json PointResult::to_json() const {
           {"seconds", seconds},
           {"run_dir", run_dir},
           {"log", log},
+          {"profile", profile},
           {"figures", figures ? figures->to_json() : nlohmann::json()}};
 }
 

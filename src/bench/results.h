@@ -32,6 +32,8 @@ struct PointResult {
   double seconds = 0;               // wall time of the whole point (start-up included)
   int64_t image_tokens = 0, text_tokens = 0;
   std::optional<PointFigures> figures;
+  std::string profile;        // profile.txt (profile_steps), relative to the bench directory
+  std::string profile_table;  // its text: the top-15 ops (report.html)
 
   std::string column(const std::string& key) const;  // "" when absent
   nlohmann::json to_json() const;

@@ -69,8 +69,7 @@ std::vector<PendingKey> pending_keys(const std::string& mode) {
     all = {{"method",
             "full",
             {"full", "lora", "controlnet"},
-            "fine-tuning methods (lora, controlnet)"},
-           {"gradient_checkpointing", "false", {"false", "true"}, "activation checkpointing"}};
+            "fine-tuning methods (lora, controlnet)"}};
   }
   const ConfigSchema run = mode == "train" ? train_schema() : sample_bench_schema();
   std::vector<PendingKey> out;
@@ -223,7 +222,11 @@ SweepSpec make_sweep(const std::vector<SweepEntry>& entries) {
       }
     } else {
       Config probe(run);  // names an unknown key (with a suggestion) or a bad value
-      for (const auto& v : values) probe.set(e.key, v, e.origin);
+      for (auto& v : values) {
+        probe.set(e.key, v, e.origin);
+        if (run.find(e.key)->type == KeyType::kBool)  // one spelling for labels and columns
+          v = probe.b(e.key) ? "true" : "false";
+      }
     }
     std::set<std::string> seen;
     for (const auto& v : values)

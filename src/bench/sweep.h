@@ -49,8 +49,7 @@ struct PendingKey {
   std::vector<std::string> allowed;
   std::string what;
 };
-// For "train" (method, gradient_checkpointing) and "sample" (none), minus any the run schema has
-// since gained.
+// For "train" (method) and "sample" (none), minus any the run schema has since gained.
 std::vector<PendingKey> pending_keys(const std::string& mode);
 
 struct SweepAxis {

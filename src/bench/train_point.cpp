@@ -27,7 +27,11 @@ std::vector<std::string> train_point_args(const SweepSpec& spec, const SweepPoin
                                         [&](const PendingKey& p) { return p.name == k; });
     if (!is_pending) args.push_back(fmt::format("--{}={}", k, v));
   }
-  const int64_t steps = spec.bench.i("warmup") + spec.bench.i("measured");
+  // Profiled steps (profile_steps: the run's last N) come after the measured ones, which their
+  // profiler overhead would otherwise slow down.
+  const std::string profile = setting(point, "profile_steps");
+  const int64_t steps = spec.bench.i("warmup") + spec.bench.i("measured") +
+                        (profile.empty() ? 0 : std::stoll(profile));
   args.insert(args.end(),
               {fmt::format("--steps={}", steps), "--save_checkpoints=false", "--val_samples=0",
                "--final_eval=none", fmt::format("--output_dir={}", points_dir),
@@ -97,6 +101,7 @@ std::vector<double> measured_step_ms(const std::string& metrics_jsonl, int64_t w
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) continue;  // a line cut short by a crash
     if (j.value("type", "") != "train" || !j.contains("step_ms")) continue;
+    if (j.value("profiled", false)) continue;  // slowed down by the profiler
     const int64_t step = j.value("step", int64_t{0});
     if (step > warmup) rows.emplace_back(step, j["step_ms"].get<double>());
   }
@@ -204,6 +209,14 @@ PointResult run_train_point(const SweepSpec& spec, const SweepPoint& point, cons
   } else if (summary.contains("peak_rss_bytes")) {
     r.figures->peak_memory_bytes = summary["peak_rss_bytes"].get<int64_t>();
     r.figures->peak_memory_kind = "rss";
+  }
+  // profile_steps: profile.txt and profile.csv next to the point's output.log.
+  if (fs::exists(fs::path(run_dir) / "profile.txt")) {
+    std::error_code ec;
+    for (const char* f : {"profile.txt", "profile.csv"})
+      fs::copy_file(fs::path(run_dir) / f, point_dir / f, fs::copy_options::overwrite_existing, ec);
+    r.profile = fs::relative(point_dir / "profile.txt", bench_dir).string();
+    r.profile_table = read_text(fs::path(run_dir) / "profile.txt");
   }
   r.status = point_status::kOk;
   return r;

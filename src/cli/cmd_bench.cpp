@@ -21,10 +21,13 @@ static void print_bench_help() {
       "point.\n"
       "On the command line, --key v1,v2 is a list; flags replace the file's keys.\n"
       "Train mode: any key of `fluxtrain train` (see `fluxtrain train --help`), plus\n"
-      "  method (full; lora, controlnet: not built yet) and gradient_checkpointing (false; true:\n"
-      "  not built yet), recorded and reported as unsupported. Each point is a fresh\n"
+      "  method (full; lora, controlnet: not built yet, recorded and reported as unsupported);\n"
+      "  gradient_checkpointing is train's key (activation checkpointing). Each point is a fresh\n"
       "  `fluxtrain train` process with steps = warmup + measured, no checkpoints, validation or\n"
       "  evaluation; an out-of-memory point is recorded as oom and the sweep goes on.\n"
+      "  --profile_steps N (a train key) adds N steps after the measured ones, profiled with\n"
+      "  libtorch's profiler: points/<point>/profile.txt (top 15 ops) and profile.csv (every op),\n"
+      "  and a table per point in report.html; the profiled steps are not in the timings.\n"
       "Sample mode: the keys below under model, sampling and run; generation is timed in-process.\n"
       "%s%s",
       bench_schema().help().c_str(), sample_bench_schema().help().c_str());

@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "core/errors.h"
+#include "model/activation_checkpoint.h"
 
 namespace fluxtrain {
 
@@ -56,13 +57,35 @@ torch::Tensor FluxImpl::forward(const torch::Tensor& img_tokens, const torch::Te
   vec = vec + vector_in(y);
   auto txt = txt_in(txt_tokens);  // [B, Lt, H]
   auto pe = rope_nd(torch::cat({txt_ids, img_ids}, 1), params.axes_dim, params.theta);
-  for (const auto& m : *double_blocks) {
-    auto r = m->as<DoubleStreamBlock>()->forward(img, txt, vec, pe);
-    img = r.first;
-    txt = r.second;
+  const bool checkpoint =
+      activation_checkpointing_ && is_training() && torch::GradMode::is_enabled();
+  for (size_t i = 0; i < double_blocks->size(); ++i) {
+    auto block = double_blocks->ptr<DoubleStreamBlockImpl>(i);
+    if (checkpoint) {
+      auto r = activation_checkpoint(
+          [block](const std::vector<torch::Tensor>& in) -> std::vector<torch::Tensor> {
+            auto out = block->forward(in[0], in[1], in[2], in[3]);
+            return {out.first, out.second};
+          },
+          {img, txt, vec, pe});
+      img = r[0];
+      txt = r[1];
+    } else {
+      std::tie(img, txt) = block->forward(img, txt, vec, pe);
+    }
   }
   auto x = torch::cat({txt, img}, 1);  // [B, Lt+Li, H]
-  for (const auto& m : *single_blocks) x = m->as<SingleStreamBlock>()->forward(x, vec, pe);
+  for (size_t i = 0; i < single_blocks->size(); ++i) {
+    auto block = single_blocks->ptr<SingleStreamBlockImpl>(i);
+    if (checkpoint)
+      x = activation_checkpoint(
+          [block](const std::vector<torch::Tensor>& in) -> std::vector<torch::Tensor> {
+            return {block->forward(in[0], in[1], in[2])};
+          },
+          {x, vec, pe})[0];
+    else
+      x = block->forward(x, vec, pe);
+  }
   x = x.narrow(1, txt.size(1), img.size(1));
   return final_layer(x, vec);  // [B, Li, out_channels]
 }

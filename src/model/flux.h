@@ -39,11 +39,20 @@ struct FluxImpl : torch::nn::Module {
                         const torch::Tensor& timesteps, const torch::Tensor& y,
                         const std::optional<torch::Tensor>& guidance = std::nullopt);
 
+  // Activation checkpointing: in training mode with grad enabled, every double and single block
+  // keeps only its inputs and recomputes its activations in backward (less memory, about 1/3
+  // more compute). Eval mode and no-grad passes run as usual. Off by default.
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
+
   FluxParams params;
   torch::nn::Linear img_in{nullptr}, txt_in{nullptr};
   MLPEmbedder time_in{nullptr}, vector_in{nullptr}, guidance_in{nullptr};
   torch::nn::ModuleList double_blocks{nullptr}, single_blocks{nullptr};
   LastLayer final_layer{nullptr};
+
+ private:
+  bool activation_checkpointing_ = false;
 };
 TORCH_MODULE(Flux);
 

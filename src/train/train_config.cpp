@@ -17,6 +17,11 @@ ConfigSchema train_schema() {
       .string("run", "device", "auto", "auto | cpu | cuda | cuda:N")
       .integer("run", "threads", 0, "CPU threads for tensor math (0 = all cores)", 0)
       .integer("run", "log_every", 10, "progress line every N steps", 1)
+      .integer("run", "profile_steps", 0,
+               "profile the last N training steps (never the process's first, unless it is the "
+               "only one) with libtorch's profiler: profile.csv and profile.txt (top 15 ops) in "
+               "the run directory (0 = off)",
+               0)
       .path("run", "resume",
             "continue from a checkpoint directory (or a run directory: its latest)", true)
       .choice("model", "model", "tiny", {"tiny", "tiny-guidance", "flux-dev", "flux-schnell"},
@@ -26,6 +31,9 @@ ConfigSchema train_schema() {
       .choice("model", "weights", "fp32", {"fp32", "bf16"},
               "dtype of the transformer's weights (bf16 needs precision bf16)")
       .choice("model", "optimizer_state", "fp32", {"fp32", "bf16"}, "dtype of AdamW's moments")
+      .boolean("model", "gradient_checkpointing", false,
+               "recompute each block's activations in backward: less memory, about 1/3 more "
+               "compute")
       .boolean("model", "zero_init", true, "adaLN-zero init of modulation and output layers")
       .boolean(
           "model", "stand_in_encoders", false,

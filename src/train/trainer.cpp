@@ -24,6 +24,7 @@
 #include "train/flow_matching.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/profiler.h"
 #include "train/schedule.h"
 #include "train/shapes_eval.h"
 #include "train/train_config.h"
@@ -129,6 +130,7 @@ TrainResult train(const Config& cfg) {
     if (precision != weights_dtype) user_error("weights: bf16 weights need --precision bf16");
     pipe.transformer->to(weights_dtype);
   }
+  pipe.transformer->set_activation_checkpointing(cfg.b("gradient_checkpointing"));
   const int64_t res =
       cfg.i("resolution") > 0 ? cfg.i("resolution") : pipe.preset.default_resolution;
   pipe.check_resolution(res, res);
@@ -191,9 +193,10 @@ TrainResult train(const Config& cfg) {
   log_info("run directory: {}", run_dir);
   log_info(
       "model {}: {} parameters ({} trainable), {} {} compute, {} weights, {} image tokens + {} "
-      "text tokens",
+      "text tokens{}",
       cfg.s("model"), n_params, n_params, device_description(device), cfg.s("precision"),
-      cfg.s("weights"), image_tokens, pipe.text->max_tokens());
+      cfg.s("weights"), image_tokens, pipe.text->max_tokens(),
+      cfg.b("gradient_checkpointing") ? ", activation checkpointing" : "");
 
   MetricsLog metrics(
       run_dir,
@@ -284,12 +287,43 @@ TrainResult train(const Config& cfg) {
   auto img_ids = image_ids(batch, latent_side, latent_side, device);
   bool stop = false;
 
+  // profile_steps: the last N steps, never this process's first step (one-time costs) unless it
+  // is the only one. A validation or a stop inside that stretch ends the profile early.
+  const int64_t profile_n = cfg.i("profile_steps");
+  const int64_t profile_from =
+      std::max(total_steps - profile_n, first_step + (total_steps - first_step > 1 ? 1 : 0));
+  std::unique_ptr<OpProfiler> profiler;
+  Clock::time_point profile_t0;
+  int64_t profile_first = 0;
+  auto finish_profile = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize(device.index());
+    const ProfileThreads events = profiler->stop();
+    profiler.reset();
+    ProfileReport rep = aggregate_profile(events, training_phases());
+    rep.steps = step - profile_first + 1;
+    rep.first_step = profile_first;
+    rep.wall_ms = seconds_since(profile_t0) * 1000.0;
+    rep.device = device_description(device);
+    const std::string table = profile_table(rep, 15);
+    std::ofstream(fs::path(run_dir) / "profile.csv") << profile_csv(rep);
+    std::ofstream(fs::path(run_dir) / "profile.txt") << table;
+    log_info("profile of steps {}..{}: {} and profile.txt\n{}", profile_first, step,
+             (fs::path(run_dir) / "profile.csv").string(), table);
+  };
+
   while (step < total_steps && !stop) {
+    if (profile_n > 0 && !profiler && profile_first == 0 && step >= profile_from) {
+      profile_first = step + 1;
+      profile_t0 = Clock::now();
+      profiler = std::make_unique<OpProfiler>(device.is_cuda());
+    }
+    const bool profiled = profiler != nullptr;
     const auto t0 = Clock::now();
     const double lr = sched.at(step);
     double loss_sum = 0;
     for (int64_t micro = 0; micro < accum; ++micro) {
       const uint64_t counter = static_cast<uint64_t>(step * accum + micro);
+      PhaseRange data_phase("data");
       std::vector<int64_t> idx(batch);
       for (int64_t i = 0; i < batch; ++i) idx[i] = (samples_seen + i) % train_data.size();
       samples_seen += batch;
@@ -309,6 +343,8 @@ TrainResult train(const Config& cfg) {
       auto pair = flow_matching_pair(x0, noise.to(device), t.to(device));
       std::optional<torch::Tensor> g;
       if (pipe.preset.flux.guidance_embed) g = torch::full({batch}, train_guidance, x0.options());
+      data_phase.end();
+      PhaseRange forward_phase("forward");
       torch::Tensor pred;
       {
         AutocastScope ac(device.type(), precision);
@@ -317,12 +353,17 @@ TrainResult train(const Config& cfg) {
                              t.to(device), cond.vec, g);
       }
       auto loss = flow_matching_loss_per_sample(pred, pair.target).mean();
+      forward_phase.end();
+      PhaseRange backward_phase("backward");
       (loss / static_cast<double>(accum)).backward();
+      backward_phase.end();
       loss_sum += loss.item<double>();
     }
+    PhaseRange optimizer_phase("optimizer");
     const double grad_norm = clip_grad_norm(trainable, cfg.f("max_grad_norm"));
     opt.step(lr);
     opt.zero_grad();
+    optimizer_phase.end();
     ++step;
     if (ema) ema->update(step);
     const double loss = loss_sum / static_cast<double>(accum);
@@ -340,13 +381,16 @@ TrainResult train(const Config& cfg) {
                           {"grad_norm", grad_norm},
                           {"samples_per_s", static_cast<double>(batch * accum) / step_s},
                           {"step_ms", step_s * 1000.0}};
+    if (profiled) row["profiled"] = true;  // bench leaves these out of its timings
     const bool last = step == total_steps;
+    if (profiler && (last || g_stop_requests > 0)) finish_profile();
     if (g_stop_requests > 0) {
       stop = true;
       result.interrupted = true;
       log_warn("stop requested: finishing at step {} with a checkpoint", step);
     }
     if (val && ((val_every > 0 && samples_seen >= next_val) || last || stop)) {
+      if (profiler) finish_profile();  // profile training steps only
       while (val_every > 0 && next_val <= samples_seen) next_val += val_every;
       double v = 0;
       if (ema)
@@ -385,6 +429,7 @@ TrainResult train(const Config& cfg) {
       prune_step_checkpoints(ckpt_root, cfg.i("keep_last"));
     }
   }
+  if (profiler) finish_profile();  // stopped early (target reached)
   result.steps = step;
   result.val_loss = last_val;
   result.best_val_loss = best_val;

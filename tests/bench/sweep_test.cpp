@@ -97,11 +97,15 @@ TEST(Sweep, UnknownKeysAndBadValuesAreUserErrorsThatNameThem) {
   EXPECT_NE(error_of("mode: serve\n").find("'mode'"), std::string::npos);
 }
 
-TEST(Sweep, PendingKeysAreAcceptedAndNormalised) {
+TEST(Sweep, PendingKeysAreAcceptedAndBooleansNormalised) {
   auto spec = spec_of("gradient_checkpointing: [no, yes]\nmethod: full\n");
   ASSERT_EQ(spec.axes.size(), 1u);
   EXPECT_EQ(spec.axes[0].values, (std::vector<std::string>{"false", "true"}));
-  // Resolved columns: pending keys at their value, unset ones at today's behaviour.
+  EXPECT_NE(error_of("gradient_checkpointing: [no, false]\n").find("listed twice"),
+            std::string::npos);
+  // gradient_checkpointing is a train key now, no longer pending.
+  for (const auto& pk : pending_keys("train")) EXPECT_NE(pk.name, "gradient_checkpointing");
+  // Resolved columns: keys at their value, unset ones at today's behaviour.
   auto points = expand_grid(spec);
   auto cols = resolve_columns(spec, points[1]);
   auto get = [&](const std::string& k) {
