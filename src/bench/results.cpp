@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "bench/sample_point.h"
+#include "core/errors.h"
 #include "model/presets.h"
 
 namespace fluxtrain {
@@ -26,7 +28,15 @@ std::vector<std::string> setting_columns(const SweepSpec& spec) {
 Settings resolve_columns(const SweepSpec& spec, const SweepPoint& point) {
   const Config cfg = point_config(spec, point);
   const auto pending = pending_keys(spec.mode);
-  const ModelPreset preset = model_preset(cfg.s("model"));
+  // A model path whose files cannot be read keeps resolution and steps as given (0 = default):
+  // the point fails with the reason when it runs.
+  std::optional<ModelPreset> preset;
+  try {
+    preset =
+        spec.mode == "sample" ? sample_model_preset(cfg.s("model")) : model_preset(cfg.s("model"));
+  } catch (const UserError&) {
+    if (spec.mode != "sample") throw;
+  }
   Settings out;
   for (const auto& key : setting_columns(spec)) {
     std::string v = setting(point, key);
@@ -49,9 +59,10 @@ Settings resolve_columns(const SweepSpec& spec, const SweepPoint& point) {
         default:
           v = cfg.s(key);
       }
-      if (key == "resolution" && cfg.i(key) == 0) v = std::to_string(preset.default_resolution);
-      if (key == "steps" && spec.mode == "sample" && cfg.i(key) == 0)
-        v = std::to_string(preset.sample_steps);
+      if (preset && key == "resolution" && cfg.i(key) == 0)
+        v = std::to_string(preset->default_resolution);
+      if (preset && key == "steps" && spec.mode == "sample" && cfg.i(key) == 0)
+        v = std::to_string(preset->sample_steps);
     }
     out.emplace_back(key, v);
   }

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 
 #include "bench/flops.h"
 #include "bench/train_point.h"
@@ -14,6 +15,7 @@
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/torch_compat.h"
+#include "sample/flux_model.h"
 #include "sample/sampler.h"
 
 namespace fluxtrain {
@@ -46,6 +48,20 @@ static std::vector<std::string> bench_prompts(int64_t n) {
   return out;
 }
 
+ModelPreset sample_model_preset(const std::string& model) {
+  if (!is_sample_model_path(model)) return model_preset(model);
+  return FluxModel(resolve_model_files(model), {}).preset();  // reads the files' headers only
+}
+
+namespace {
+
+void set_column(PointResult& r, const std::string& key, const std::string& value) {
+  for (auto& [k, v] : r.columns)
+    if (k == key) v = value;
+}
+
+}  // namespace
+
 PointResult run_sample_point(const SweepSpec& spec, const SweepPoint& point,
                              const Environment& env) {
   using Clock = std::chrono::steady_clock;
@@ -53,12 +69,15 @@ PointResult run_sample_point(const SweepSpec& spec, const SweepPoint& point,
   r.point = point;
   r.columns = resolve_columns(spec, point);
   const Config cfg = point_config(spec, point);
-  const ModelPreset preset = model_preset(cfg.s("model"));
-  const int64_t res = std::stoll(r.column("resolution"));
-  const int64_t steps = std::stoll(r.column("steps"));
+  const std::string model_name = cfg.s("model");
+  const bool from_path = is_sample_model_path(model_name);
   const int64_t batch = cfg.i("batch_size");
-  r.image_tokens = image_tokens_for(preset, res);
-  r.text_tokens = preset.max_text_tokens;
+  ModelPreset preset;
+  if (!from_path) {
+    preset = model_preset(model_name);
+    r.image_tokens = image_tokens_for(preset, std::stoll(r.column("resolution")));
+    r.text_tokens = preset.max_text_tokens;
+  }
   const auto t_point = Clock::now();
   torch::Device device = torch::kCPU;
   try {
@@ -68,18 +87,14 @@ PointResult run_sample_point(const SweepSpec& spec, const SweepPoint& point,
     r.device_name = env.device_name(r.device);
     compat::reset_cuda_memory_peak(device);
     reset_peak_rss();
-    std::vector<double> times;
-    {
-      Pipeline pipe = Pipeline::create(cfg.s("model"), device, static_cast<uint64_t>(cfg.i("seed")),
-                                       /*zero_init_output=*/false, cfg.b("stand_in_encoders"));
-      const torch::ScalarType precision = parse_precision(cfg.s("precision"));
-      if (cfg.s("weights") != "fp32") {
-        if (cfg.s("precision") != cfg.s("weights"))
-          user_error("weights: bf16 weights need precision bf16");
-        pipe.transformer->to(parse_precision(cfg.s("weights")));
-      }
-      pipe.transformer->eval();
-      SampleOptions so = default_sample_options(preset);
+    const torch::ScalarType precision = parse_precision(cfg.s("precision"));
+    const auto prompts = bench_prompts(batch);
+    const int64_t warmup = spec.bench.i("warmup"), measured = spec.bench.i("measured");
+    int64_t res = 0, steps = 0;
+    // The model's sampling defaults `so` with this point's settings applied.
+    auto options_for = [&](SampleOptions so) {
+      res = cfg.i("resolution") > 0 ? cfg.i("resolution") : preset.default_resolution;
+      steps = cfg.i("steps") > 0 ? cfg.i("steps") : preset.sample_steps;
       so.height = so.width = res;
       so.steps = steps;
       if (cfg.f("guidance") >= 0) so.guidance = cfg.f("guidance");
@@ -87,17 +102,49 @@ PointResult run_sample_point(const SweepSpec& spec, const SweepPoint& point,
       if (cfg.s("shift") != "auto") so.shift = cfg.s("shift") == "on";
       so.precision = precision;
       so.seed = static_cast<uint64_t>(cfg.i("seed"));
-      pipe.check_resolution(res, res);
-      const auto prompts = bench_prompts(batch);
-      const int64_t warmup = spec.bench.i("warmup"), measured = spec.bench.i("measured");
+      return so;
+    };
+    std::vector<double> times;
+    // `warmup` generations, then `measured` timed ones; each returns its images on the CPU, so
+    // the device work is done when it returns.
+    auto time_generations = [&](const std::function<void()>& generate) {
       for (int64_t i = 0; i < warmup + measured; ++i) {
         const auto t0 = Clock::now();
-        generate_images(pipe, prompts, so);  // returns images on the CPU: the device work is done
+        generate();
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         if (i >= warmup) times.push_back(ms);
         log_info("  {} {}/{}: {:.1f} ms", i < warmup ? "warm-up" : "run",
                  i < warmup ? i + 1 : i - warmup + 1, i < warmup ? warmup : measured, ms);
       }
+    };
+    if (cfg.s("weights") != "fp32" && cfg.s("precision") != cfg.s("weights"))
+      user_error("weights: bf16 weights need precision bf16");
+    if (from_path) {
+      // Real weights: text encoders, transformer and VAE, all resident on the device.
+      FluxModelOptions mo;
+      mo.device = device;
+      mo.dtype = parse_precision(cfg.s("weights"));
+      mo.keep_loaded = true;
+      FluxModel model(resolve_model_files(model_name), mo);
+      preset = model.preset();
+      const SampleOptions so = options_for(model.default_options());
+      model.check_resolution(res, res);
+      r.image_tokens = image_tokens_for(preset, res);
+      r.text_tokens = preset.max_text_tokens;
+      set_column(r, "resolution", std::to_string(res));
+      set_column(r, "steps", std::to_string(steps));
+      log_info("  model {} ({}, {} parameters): {} steps, {}x{}, {} weights", model_name,
+               preset.name, model.transformer_weights().num_params, steps, res, res,
+               cfg.s("weights"));
+      time_generations([&] { model.generate(prompts, so, batch); });
+    } else {
+      Pipeline pipe = Pipeline::create(model_name, device, static_cast<uint64_t>(cfg.i("seed")),
+                                       /*zero_init_output=*/false, cfg.b("stand_in_encoders"));
+      if (cfg.s("weights") != "fp32") pipe.transformer->to(parse_precision(cfg.s("weights")));
+      pipe.transformer->eval();
+      const SampleOptions so = options_for(default_sample_options(preset));
+      pipe.check_resolution(res, res);
+      time_generations([&] { generate_images(pipe, prompts, so); });
     }
     FigureInputs in;
     in.times_ms = times;

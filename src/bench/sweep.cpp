@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "sample/model_files.h"
 #include "train/train_config.h"
 
 namespace fluxtrain {
@@ -40,14 +41,16 @@ ConfigSchema bench_schema() {
 
 ConfigSchema sample_bench_schema() {
   ConfigSchema s;
-  s.choice("model", "model", "tiny",
-           {"tiny", "tiny-px", "tiny-guidance", "flux-dev", "flux-schnell"},
-           "model preset (random weights)")
+  s.string("model", "model", "tiny",
+           "model preset (random weights: tiny, tiny-px, tiny-guidance, flux-dev, flux-schnell), "
+           "or a FLUX.1 model's directory, Hugging Face cache entry or transformer .safetensors "
+           "(real weights and encoders)")
       .choice("model", "precision", "fp32", {"fp32", "bf16"}, "compute precision (autocast)")
-      .choice("model", "weights", "fp32", {"fp32", "bf16"}, "dtype of the transformer's weights")
-      .boolean(
-          "model", "stand_in_encoders", true,
-          "flux-dev/schnell: weight-free text encoder and autoencoder stand-ins of the real shapes")
+      .choice("model", "weights", "fp32", {"fp32", "bf16"},
+              "dtype of the transformer's weights (a model path: of every component)")
+      .boolean("model", "stand_in_encoders", true,
+               "flux-dev/schnell presets: weight-free text encoder and autoencoder stand-ins of "
+               "the real shapes (ignored for a model path)")
       .integer("sampling", "resolution", 0, "image side in pixels (0 = the preset's default)", 0)
       .integer("sampling", "batch_size", 1, "images per generation", 1)
       .integer("sampling", "steps", 0, "Euler steps (0 = the preset's default)", 0)
@@ -61,6 +64,29 @@ ConfigSchema sample_bench_schema() {
       .string("run", "device", "auto", "auto | cpu | cuda | cuda:N")
       .integer("run", "threads", 0, "CPU threads for tensor math (0 = all cores)", 0);
   return s;
+}
+
+const std::vector<std::string>& sample_model_presets() {
+  static const std::vector<std::string> p = {"tiny", "tiny-px", "tiny-guidance", "flux-dev",
+                                             "flux-schnell"};
+  return p;
+}
+
+bool is_sample_model_path(const std::string& model) {
+  const auto& p = sample_model_presets();
+  return std::find(p.begin(), p.end(), model) == p.end() && looks_like_model_path(model);
+}
+
+// A sample-mode model: a preset, or a file or directory that exists (its files are resolved when
+// the point runs).
+static void check_sample_model(const std::string& model, const std::string& origin) {
+  const auto& p = sample_model_presets();
+  if (std::find(p.begin(), p.end(), model) != p.end() || (!model.empty() && fs::exists(model)))
+    return;
+  std::string presets;
+  for (const auto& x : p) presets += (presets.empty() ? "" : ", ") + x;
+  user_error("{}: model '{}': expected a preset ({}) or a model directory/file", origin, model,
+             presets);
 }
 
 std::vector<PendingKey> pending_keys(const std::string& mode) {
@@ -226,6 +252,7 @@ SweepSpec make_sweep(const std::vector<SweepEntry>& entries) {
         probe.set(e.key, v, e.origin);
         if (run.find(e.key)->type == KeyType::kBool)  // one spelling for labels and columns
           v = probe.b(e.key) ? "true" : "false";
+        if (spec.mode == "sample" && e.key == "model") check_sample_model(v, e.origin);
       }
     }
     std::set<std::string> seen;
@@ -251,6 +278,10 @@ static std::string label(const std::string& key, const std::string& value) {
   if (key == "resolution") return value + "px";
   if (key == "grad_accum") return "ga" + value;
   if (key == "gradient_checkpointing") return value == "true" ? "gc" : "nogc";
+  if (key == "model" && value.find('/') != std::string::npos) {  // a path: its last name
+    const fs::path p(value);
+    return (p.filename().empty() ? p.parent_path() : p).filename().string();
+  }
   if (key == "model" || key == "precision" || key == "method") return value;
   if (key == "steps") return value + "steps";
   if (key == "weights") return "w" + value;

@@ -40,6 +40,10 @@ std::optional<std::vector<SweepEntry>> parse_bench_args(const std::vector<std::s
 ConfigSchema bench_schema();
 // The run keys of sample mode (timed in-process text-to-image generation).
 ConfigSchema sample_bench_schema();
+// Sample mode's `model`: one of these presets (random weights), else a FLUX.1 model on disk (real
+// weights: a diffusers repository, Hugging Face cache entry or transformer .safetensors file).
+const std::vector<std::string>& sample_model_presets();
+bool is_sample_model_path(const std::string& model);
 
 // A key of a feature that does not exist yet. Points at `today` (what fluxtrain does now) run
 // without passing it; other values are recorded as "unsupported" and not run.

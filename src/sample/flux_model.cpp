@@ -87,7 +87,8 @@ void FluxModel::check_resolution(int64_t height, int64_t width) const {
 }
 
 TextEmbeddings FluxModel::encode(const std::vector<std::string>& prompts) {
-  const torch::Device load_device = options_.offload ? torch::Device(torch::kCPU) : options_.device;
+  const bool park = options_.offload && !options_.keep_loaded;  // on the CPU between phases
+  const torch::Device load_device = park ? torch::Device(torch::kCPU) : options_.device;
   if (!text_) {
     FluxTextFiles text_files{files_.tokenizer, files_.text_encoder, files_.tokenizer_2,
                              files_.text_encoder_2};
@@ -95,14 +96,14 @@ TextEmbeddings FluxModel::encode(const std::vector<std::string>& prompts) {
                                                   options_.dtype);
   }
   auto* conditioner = static_cast<FluxTextConditioner*>(text_.get());
-  if (options_.offload) conditioner->to(options_.device);
+  if (park) conditioner->to(options_.device);
   TextEmbeddings cond = text_->encode(prompts, torch::kCPU);
-  if (options_.offload) {
+  if (park) {
     conditioner->to(torch::kCPU);
-  } else {
+  } else if (!options_.keep_loaded) {
     text_.reset();  // T5-XXL alone is 9.5 GB in bf16: gone before the transformer loads
   }
-  compat::empty_cuda_cache();
+  if (!options_.keep_loaded) compat::empty_cuda_cache();
   if (cond.txt.size(2) != preset_.flux.context_in_dim ||
       cond.vec.size(1) != preset_.flux.vec_in_dim)
     user_error(
@@ -137,6 +138,7 @@ torch::Tensor FluxModel::denoise(const TextEmbeddings& cond, const torch::Tensor
                                  options, options_.device)
                       .cpu());
   }
+  if (options_.keep_loaded) return torch::cat(out, 0);
   if (options_.offload) {
     transformer_->to(torch::kCPU);
   } else {
@@ -151,7 +153,8 @@ torch::Tensor FluxModel::decode(const torch::Tensor& tokens, int64_t height, int
   torch::NoGradGuard no_grad;
   check_resolution(height, width);
   if (max_batch < 1) user_error("max batch must be positive, got {}", max_batch);
-  const torch::Device load_device = options_.offload ? torch::Device(torch::kCPU) : options_.device;
+  const bool park = options_.offload && !options_.keep_loaded;
+  const torch::Device load_device = park ? torch::Device(torch::kCPU) : options_.device;
   if (!vae_) vae_ = load_flux_vae(files_.vae, load_device, options_.dtype);
   vae_->vae()->to(options_.device);
   const int64_t f = preset_.ae_factor;
@@ -162,13 +165,35 @@ torch::Tensor FluxModel::decode(const torch::Tensor& tokens, int64_t height, int
     images.push_back(
         vae_->decode(latents.to(options_.device, options_.dtype)).to(torch::kFloat).cpu());
   }
-  if (options_.offload) {
+  if (options_.keep_loaded) return torch::cat(images, 0);
+  if (park) {
     vae_->vae()->to(torch::kCPU);
   } else {
     vae_.reset();
   }
   compat::empty_cuda_cache();
   return torch::cat(images, 0);
+}
+
+torch::Tensor FluxModel::generate(const std::vector<std::string>& prompts,
+                                  const SampleOptions& options, int64_t max_batch) {
+  check_resolution(options.height, options.width);
+  if (prompts.empty()) user_error("generate: no prompts");
+  if (max_batch < 1) user_error("max batch must be positive, got {}", max_batch);
+  const int64_t n = static_cast<int64_t>(prompts.size());
+  const bool cfg = options.cfg_scale != 1.0;
+  std::vector<std::string> texts = prompts;
+  if (cfg) texts.push_back("");  // encoded once, its row repeated for every image
+  TextEmbeddings enc = encode(texts);
+  TextEmbeddings cond = enc;
+  if (cfg)
+    cond = {torch::cat({enc.txt.slice(0, 0, n), enc.txt.slice(0, n, n + 1).expand({n, -1, -1})}),
+            torch::cat({enc.vec.slice(0, 0, n), enc.vec.slice(0, n, n + 1).expand({n, -1})})};
+  const int64_t f = preset_.ae_factor;
+  auto noise = initial_noise_tokens(n, preset_.latent_channels, options.height / f,
+                                    options.width / f, options.seed, torch::kCPU);
+  auto tokens = denoise(cond, noise, options, max_batch);
+  return decode(tokens, options.height, options.width, max_batch);
 }
 
 void FluxModel::release() {

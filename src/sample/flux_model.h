@@ -2,7 +2,8 @@
 // encoders (T5-XXL + CLIP-L) encode every prompt first and are freed, then the transformer
 // denoises, then the VAE decodes. Only one component is on the device at a time, so bf16
 // FLUX.1-dev fits a 24 GB GPU; with `offload` every component stays loaded on the CPU and visits
-// the device only for its phase (no reload when a phase runs again).
+// the device only for its phase (no reload when a phase runs again); with `keep_loaded` every
+// component stays on the device once loaded (a served model, a latency benchmark).
 #pragma once
 #include <torch/torch.h>
 
@@ -24,6 +25,9 @@ struct FluxModelOptions {
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat;  // weights of every component (fp32 or bf16)
   bool offload = false;
+  // Components stay loaded on the device after their phase (no reload, no move; the device must
+  // hold all of them). Takes precedence over `offload`.
+  bool keep_loaded = false;
 };
 
 class FluxModel {
@@ -52,6 +56,11 @@ class FluxModel {
   // Images [N, 3, H, W] in [-1, 1] (CPU) from latent tokens, `max_batch` at a time.
   torch::Tensor decode(const torch::Tensor& tokens, int64_t height, int64_t width,
                        int64_t max_batch = 1);
+  // Full text-to-image: images [N, 3, H, W] in [-1, 1] (CPU, float32) for the N prompts, through
+  // encode (with the empty prompt when options.cfg_scale != 1), noise from options.seed (image i
+  // uses slot i, as initial_noise_tokens), denoise and decode, `max_batch` images per call.
+  torch::Tensor generate(const std::vector<std::string>& prompts, const SampleOptions& options,
+                         int64_t max_batch = 1);
   // Throws UserError unless height and width are positive multiples of 16.
   void check_resolution(int64_t height, int64_t width) const;
 

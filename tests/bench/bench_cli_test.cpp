@@ -1,5 +1,6 @@
 // `fluxtrain bench` end to end with the binary on the tiny model: the shipped minimal sweep, a
-// sweep whose points run out of memory, fail or ask for unsupported features, and sample mode.
+// sweep whose points run out of memory, fail or ask for unsupported features, and sample mode
+// (presets with random weights, and a real-layout model given by path).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -10,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "fixtures/flux_fixture.h"
+#include "fixtures/flux_repo_fixture.h"
 #include "model/flux.h"
 #include "model/presets.h"
 #include "test_util.h"
@@ -187,6 +190,53 @@ TEST(BenchCli, SampleModeTimesGenerationInProcess) {
   ASSERT_EQ(csv.size(), 5u);
   EXPECT_NE(csv[0].find("latency_ms_p50,latency_ms_p90,latency_ms_p99"), std::string::npos)
       << csv[0];
+}
+
+TEST(BenchCli, SampleModeWithAModelPathTimesTheRealModel) {
+  auto dir = fresh_dir("sample_path");
+  const std::string repo = (dir / "FLUX.1-tiny").string();
+  fluxtrain::fixtures::write_tiny_flux_repo(repo, fluxtrain::fixtures::RepoLayout::kDiffusers,
+                                            /*guidance=*/true, 11);
+  auto r = run("bench --mode sample --model " + repo +
+               " --resolution 16 --steps 2 --batch_size 1,2 --warmup 1 --measured 2 --device cpu "
+               "--threads 1 --output_dir " +
+               dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const fs::path out = bench_dir(r);
+  const auto j = nlohmann::json::parse(read(out / "results.json"));
+  ASSERT_EQ(j["points"].size(), 2u);
+  // 16 px / (VAE factor 2 x 2x2 patches) = 4 x 4 = 16 image tokens, 512 T5 tokens (dev-like).
+  const double fwd =
+      fluxtrain::flux_forward_flops(fluxtrain::fixtures::tiny_repo_flux_params(true), 16, 512);
+  for (int i = 0; i < 2; ++i) {
+    const auto& p = j["points"][i];
+    ASSERT_EQ(p["status"], "ok") << p.dump();
+    EXPECT_EQ(p["name"], i == 0 ? "001-bs1" : "002-bs2");
+    EXPECT_EQ(p["settings"]["model"], repo);
+    EXPECT_EQ(p["settings"]["resolution"], "16");
+    EXPECT_EQ(p["settings"]["steps"], "2");
+    EXPECT_EQ(p["image_tokens"], 16);
+    EXPECT_EQ(p["text_tokens"], 512);
+    const auto& f = p["figures"];
+    EXPECT_EQ(f["measured"], 2);
+    EXPECT_EQ(f["images_per_iteration"], i + 1);
+    const auto& t = f["time_ms"];
+    EXPECT_GT(t["p50"].get<double>(), 0.0);
+    EXPECT_LE(t["p50"].get<double>(), t["p90"].get<double>());
+    EXPECT_LE(t["p90"].get<double>(), t["p99"].get<double>());
+    EXPECT_GT(f["images_per_s"].get<double>(), 0.0);
+    EXPECT_DOUBLE_EQ(f["model_flops_per_image"].get<double>(), 2 * fwd);  // the transformer only
+    EXPECT_GT(f["peak_memory_bytes"].get<int64_t>(), 0);
+  }
+  const auto csv = csv_lines(out / "runs_summary.csv");
+  ASSERT_EQ(csv.size(), 3u);
+  EXPECT_NE(csv[1].find(repo), std::string::npos) << csv[1];
+
+  auto bad = run("bench --mode sample --model " + (dir / "missing").string() + " --dry_run");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_EQ(bad.out, "fluxtrain bench: error: --model: model '" + (dir / "missing").string() +
+                         "': expected a preset (tiny, tiny-px, tiny-guidance, flux-dev, "
+                         "flux-schnell) or a model directory/file\n");
 }
 
 TEST(BenchCli, ShippedSweepsAreValidAndDryRunListsTheirPoints) {

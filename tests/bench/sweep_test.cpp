@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "bench/results.h"
 #include "core/errors.h"
+#include "fixtures/flux_repo_fixture.h"
+#include "test_util.h"
 
 using namespace fluxtrain;
 
@@ -143,6 +146,26 @@ TEST(Sweep, SampleModeHasItsOwnKeys) {
   auto cols = setting_columns(spec);
   EXPECT_NE(std::find(cols.begin(), cols.end(), "cfg_scale"), cols.end());
   EXPECT_EQ(std::find(cols.begin(), cols.end(), "gradient_checkpointing"), cols.end());
+}
+
+TEST(Sweep, SampleModelIsAPresetOrAPathWithDefaultsFromItsFiles) {
+  const auto dir = fluxtrain::testing::fresh_temp_dir("sweep_model_path");
+  const std::string repo = (dir / "FLUX.1-tiny").string();
+  fixtures::write_tiny_flux_repo(repo, fixtures::RepoLayout::kDiffusers, /*guidance=*/true, 1);
+  EXPECT_TRUE(is_sample_model_path(repo));
+  EXPECT_FALSE(is_sample_model_path("tiny-px"));
+  auto spec = spec_of("mode: sample\nmodel: [tiny, " + repo + "/]\n");
+  auto points = expand_grid(spec);
+  ASSERT_EQ(points.size(), 2u);
+  EXPECT_EQ(points[1].name, "002-FLUX.1-tiny");  // a path's last name
+  auto cols = resolve_columns(spec, points[1]);
+  std::map<std::string, std::string> c(cols.begin(), cols.end());
+  EXPECT_EQ(c["model"], repo + "/");
+  EXPECT_EQ(c["resolution"], "1024");  // the defaults of a guidance-distilled (dev-like) model
+  EXPECT_EQ(c["steps"], "28");
+  EXPECT_EQ(error_of("mode: sample\nmodel: flux-pro\n"),
+            "sweep.yaml (line 2): model 'flux-pro': expected a preset (tiny, tiny-px, "
+            "tiny-guidance, flux-dev, flux-schnell) or a model directory/file");
 }
 
 TEST(Sweep, CommandLineListsFlagsAndOverrides) {

@@ -21,9 +21,10 @@ using fixtures::write_tiny_flux_repo;
 using testing::error_of;
 using testing::fresh_temp_dir;
 
-FluxModel open_model(const std::string& dir, bool offload = false) {
+FluxModel open_model(const std::string& dir, bool offload = false, bool keep_loaded = false) {
   FluxModelOptions o;
   o.offload = offload;
+  o.keep_loaded = keep_loaded;
   return FluxModel(resolve_model_files(dir), o);
 }
 
@@ -132,6 +133,33 @@ TEST(FluxModel, OffloadAndBatchingDoNotChangeTheImages) {
   // One image per call: the same images up to float rounding of batched matmuls.
   auto one = generate(plain, prompts, o, 1);
   EXPECT_TRUE(torch::allclose(one, a, 1e-5, 1e-5)) << (one - a).abs().max().item<double>();
+}
+
+TEST(FluxModel, KeepLoadedGivesTheSameImagesCallAfterCall) {
+  const auto root = fresh_temp_dir("fm_keep");
+  write_tiny_flux_repo(root.string(), RepoLayout::kDiffusers, true, 8);
+  FluxModel plain = open_model(root.string());
+  FluxModel kept = open_model(root.string(), /*offload=*/false, /*keep_loaded=*/true);
+  FluxModel both = open_model(root.string(), /*offload=*/true, /*keep_loaded=*/true);
+  const std::vector<std::string> prompts = {"a cat", "the dog"};
+  auto o = small_options(plain);
+  // generate() is encode -> noise -> denoise -> decode, as done by hand.
+  auto want = generate(plain, prompts, o, 2);
+  auto a = plain.generate(prompts, o, 2);
+  ASSERT_EQ(a.sizes(), (std::vector<int64_t>{2, 3, 32, 24}));
+  EXPECT_EQ(a.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(a, want));
+  auto b = kept.generate(prompts, o, 2);
+  EXPECT_TRUE(torch::equal(b, a));
+  EXPECT_TRUE(torch::equal(kept.generate(prompts, o, 2), a));  // resident: the same again
+  EXPECT_TRUE(torch::equal(both.generate(prompts, o, 2), a));
+  // With CFG: the empty prompt's row for every image, the same result resident or not.
+  o.cfg_scale = 2.0;
+  auto g = plain.generate(prompts, o, 2);
+  EXPECT_TRUE(torch::equal(kept.generate(prompts, o, 1), plain.generate(prompts, o, 1)));
+  EXPECT_TRUE(torch::allclose(kept.generate(prompts, o, 2), g, 1e-5, 1e-5));
+  EXPECT_GT((g - a).abs().max().item<double>(), 1e-4);
+  EXPECT_EQ(error_of([&] { kept.generate({}, o, 1); }), "generate: no prompts");
 }
 
 TEST(FluxModel, ClassifierFreeGuidanceRowsAreSplitPerChunk) {
