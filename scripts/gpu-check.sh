@@ -36,7 +36,7 @@ cmake --build build-cuda -j "$(nproc)"
 
 # Benchmarks with `fluxtrain bench` (docs/benchmarks.md): flux-dev full training, random weights,
 # stand-in encoders of the real shapes, bf16 compute with bf16 weights and bf16 AdamW moments (the
-# memory savers that exist; no activation checkpointing or 8-bit AdamW yet), 256 and 512 px,
+# memory savers it uses; activation checkpointing is left off to fit the time, no 8-bit AdamW yet), 256 and 512 px,
 # several batch sizes, each point a fresh process; then flux-dev 1024x1024 28-step sampling
 # latency. 12B full training needs ~89 GiB before activations: the training points fit an H200;
 # on an 80 GB H100 they are recorded as oom. Outputs: $OUT/bench-train/<id>/ and
