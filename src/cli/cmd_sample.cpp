@@ -172,7 +172,9 @@ int sample_checkpoint(const Config& cfg, const std::vector<std::string>& prompts
 int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
   ModelFileOverrides overrides{cfg.s("transformer"),    cfg.s("vae"),       cfg.s("text_encoder"),
                                cfg.s("text_encoder_2"), cfg.s("tokenizer"), cfg.s("tokenizer_2")};
-  ModelFiles files = resolve_model_files(cfg.s("model"), overrides);
+  // --transformer FILE alone stands for the model (the other components beside it or by flag).
+  const std::string model_path = cfg.s("model").empty() ? cfg.s("transformer") : cfg.s("model");
+  ModelFiles files = resolve_model_files(model_path, overrides);
   FluxModelOptions mo;
   mo.device = parse_device(cfg.s("device"));
   mo.dtype = cfg.s("dtype") == "auto" ? (mo.device.is_cuda() ? torch::kBFloat16 : torch::kFloat)

@@ -51,6 +51,13 @@ TEST(SampleModel, DiffusersRepositoryToPng) {
                 (dir / "cat-bfl.png").string());
   ASSERT_EQ(r2.code, 0) << r2.out;
   EXPECT_TRUE(torch::equal(img, fluxtrain::read_image((dir / "cat-bfl.png").string())));
+  // --transformer FILE alone: the other components are found beside it.
+  auto r3 = run("sample --transformer " + (dir / "bfl" / "flux1-dev.safetensors").string() +
+                " --prompt \"a photo of a cat, with a hat!\" --height 32 --width 16 --steps 3"
+                " --seed 5 --threads 1 --out " +
+                (dir / "cat-file.png").string());
+  ASSERT_EQ(r3.code, 0) << r3.out;
+  EXPECT_TRUE(torch::equal(img, fluxtrain::read_image((dir / "cat-file.png").string())));
 
   // Prompts from a file, two images each, a schnell-like guidance override.
   std::ofstream(dir / "prompts.txt") << "the dog\n\ncafé 日本\n";
