@@ -1,8 +1,10 @@
-// `fluxtrain info`: components of a model preset (or a checkpoint's model) with parameter counts,
-// dtypes and devices, and the memory full training needs. Large presets are counted by shape,
-// without allocating their weights.
+// `fluxtrain info`: components of a model preset, a checkpoint's model or a FLUX.1 model on disk
+// with parameter counts, dtypes and devices, and the memory full training needs. Nothing is
+// allocated: presets are counted by shape, files are read from their headers.
+#include <algorithm>
 #include <cstdio>
 #include <map>
+#include <optional>
 
 #include "cli/commands.h"
 #include "core/config.h"
@@ -10,8 +12,13 @@
 #include "core/errors.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "model/clip_text.h"
 #include "model/flux.h"
+#include "model/flux_weights.h"
 #include "model/presets.h"
+#include "model/t5.h"
+#include "model/vae.h"
+#include "sample/model_files.h"
 #include "train/trainer.h"
 
 namespace fluxtrain {
@@ -25,22 +32,65 @@ static std::string thousands(int64_t n) {
   return out;
 }
 
+// A FLUX.1 model on disk: where each component is and what its headers and configs say. Missing
+// text encoders or VAE are reported, not fatal (a transformer file alone is a valid input).
+static void print_model_files(const std::string& path, const FluxWeights& w) {
+  std::printf("transformer      %s (%s layout, %s, %s stored)\n", w.path.c_str(),
+              weight_layout_name(w.layout).c_str(), w.preset.c_str(),
+              safetensors_dtype_name(w.stored_dtype).c_str());
+  ModelFiles files;
+  try {
+    files = resolve_model_files(path);
+  } catch (const UserError& e) {
+    std::printf("other components: %s\n", e.what());
+    return;
+  }
+  const VaeConfig vae = read_vae_config(files.vae);
+  std::printf("vae              %s (%lld latent channels, x%lld, scale %g, shift %g)\n",
+              files.vae.c_str(), (long long)vae.z_channels, (long long)vae.factor(),
+              vae.scale_factor, vae.shift_factor);
+  const ClipTextConfig clip = read_clip_text_config(files.text_encoder);
+  std::printf("text_encoder     %s (CLIP: hidden %lld, %lld layers)\n", files.text_encoder.c_str(),
+              (long long)clip.hidden_size, (long long)clip.num_hidden_layers);
+  const T5Config t5 = read_t5_config(files.text_encoder_2);
+  std::printf("text_encoder_2   %s (T5: d_model %lld, %lld layers)\n", files.text_encoder_2.c_str(),
+              (long long)t5.d_model, (long long)t5.num_layers);
+  std::printf("tokenizer        %s\ntokenizer_2      %s\n", files.tokenizer.c_str(),
+              files.tokenizer_2.c_str());
+}
+
 int cmd_info(const Args& args) {
   ConfigSchema schema;
-  schema.choice("model", "model", "tiny", model_preset_names(), "model preset")
+  schema
+      .string("model", "model", "tiny",
+              "model preset (" + fmt::format("{}", fmt::join(model_preset_names(), ", ")) +
+                  "), or a FLUX.1 model directory or .safetensors file")
       .path("model", "checkpoint", "show the model of this checkpoint instead (its stored tensors)",
             true)
       .choice("model", "dtype", "auto", {"auto", "fp32", "bf16"},
               "weight dtype shown and used for memory (auto: bf16 for flux-*, fp32 for tiny)");
   Config cfg(schema);
   if (!parse_args(cfg, args)) {
-    std::printf("usage: fluxtrain info [--model NAME | --checkpoint DIR]\n%s",
+    std::printf("usage: fluxtrain info [--model NAME|PATH | --checkpoint DIR]\n%s",
                 schema.help().c_str());
     return 0;
   }
   std::string model = cfg.s("model");
   std::string where = "not allocated (counted by shape)";
   std::map<std::string, std::string> stored_dtype;  // from a checkpoint
+  const auto names = model_preset_names();
+  const bool is_preset = std::find(names.begin(), names.end(), model) != names.end();
+  std::optional<FluxWeights> weights;  // a model on disk
+  if (!is_preset && cfg.s("checkpoint").empty()) {
+    if (!looks_like_model_path(model))
+      user_error("--model '{}': expected a preset ({}) or a model directory or .safetensors file",
+                 model, fmt::format("{}", fmt::join(names, ", ")));
+    weights = inspect_flux_weights(resolve_model_files(model, {}, false, false).transformer);
+    print_model_files(model, *weights);
+    for (const auto& p : flux_parameter_shapes(weights->params))
+      stored_dtype[p.name] = safetensors_dtype_name(weights->stored_dtype);
+    where = "not loaded (read from headers)";
+  }
   if (!cfg.s("checkpoint").empty()) {
     auto dir = find_checkpoint(cfg.s("checkpoint"), true);
     auto ck = load_checkpoint_dir(dir, false);
@@ -49,9 +99,11 @@ int cmd_info(const Args& args) {
     for (const auto& n : f.names()) stored_dtype[n] = f.info(n).dtype;
     where = "cpu (checkpoint " + dir + ")";
   }
-  const ModelPreset preset = model_preset(model);
-  std::string dtype =
-      cfg.s("dtype") == "auto" ? (model.rfind("flux", 0) == 0 ? "bf16" : "fp32") : cfg.s("dtype");
+  ModelPreset preset = weights ? model_preset("flux-dev") : model_preset(model);
+  if (weights) preset.flux = weights->params;
+  std::string dtype = cfg.s("dtype") != "auto"                 ? cfg.s("dtype")
+                      : weights || model.rfind("flux", 0) == 0 ? "bf16"
+                                                               : "fp32";
   const std::string dtype_label = safetensors_dtype_name(parse_precision(dtype));
 
   struct Row {

@@ -58,7 +58,10 @@ ClipTextConfig clip_text_config_from_json(const json& root, const std::string& s
   return cfg;
 }
 
-ClipTextConfig read_clip_text_config(const std::string& path) {
+ClipTextConfig read_clip_text_config(const std::string& dir_or_file) {
+  const std::string path = std::filesystem::is_directory(dir_or_file)
+                               ? (std::filesystem::path(dir_or_file) / "config.json").string()
+                               : dir_or_file;
   std::ifstream in(path, std::ios::binary);
   if (!in) user_error("{}: cannot read the file (CLIP text encoder config.json)", path);
   std::ostringstream ss;

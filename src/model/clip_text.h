@@ -39,8 +39,8 @@ struct ClipTextConfig {
 // Missing keys keep the defaults above; a wrong type or value is a one-line UserError naming
 // `source` and the key.
 ClipTextConfig clip_text_config_from_json(const nlohmann::json& j, const std::string& source);
-// Reads and parses a config.json file.
-ClipTextConfig read_clip_text_config(const std::string& path);
+// Reads and parses a config.json file, or a directory's config.json.
+ClipTextConfig read_clip_text_config(const std::string& dir_or_file);
 // The config as Hugging Face writes it (architectures, model_type "clip_text_model", ...).
 nlohmann::json clip_text_config_to_json(const ClipTextConfig& cfg);
 

@@ -130,7 +130,10 @@ T5Config T5Config::from_json(const nlohmann::json& j, const std::string& name) {
   return c;
 }
 
-T5Config read_t5_config(const std::string& path) {
+T5Config read_t5_config(const std::string& dir_or_file) {
+  const std::string path = std::filesystem::is_directory(dir_or_file)
+                               ? (std::filesystem::path(dir_or_file) / "config.json").string()
+                               : dir_or_file;
   std::ifstream in(path);
   if (!in) user_error("{}: cannot read (expected a T5 config.json)", path);
   nlohmann::json j;

@@ -56,8 +56,9 @@ struct T5Config {
   static T5Config from_json(const nlohmann::json& j, const std::string& name);
 };
 
-// Reads and validates a Hugging Face T5 config.json (one-line UserError naming the file).
-T5Config read_t5_config(const std::string& path);
+// Reads and validates a Hugging Face T5 config.json, or a directory's (one-line UserError naming
+// the file).
+T5Config read_t5_config(const std::string& dir_or_file);
 
 // T5's relative position buckets (HF T5Attention._relative_position_bucket).
 // relative_position = key position - query position (int64, any shape). Bidirectional: half the

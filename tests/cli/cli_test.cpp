@@ -73,8 +73,8 @@ TEST(Cli, UserErrorsAreOneLineWithExitCode2) {
       {"sample --checkpoint /nonexistent",
        "fluxtrain sample: error: --checkpoint: '/nonexistent' for 'checkpoint' does not exist\n"},
       {"info --model flux-pro",
-       "fluxtrain info: error: --model: bad value 'flux-pro' for 'model': expected one of "
-       "flux-dev|flux-schnell|tiny|tiny-guidance\n"},
+       "fluxtrain info: error: --model 'flux-pro': expected a preset (flux-dev, flux-schnell, "
+       "tiny, tiny-guidance) or a model directory or .safetensors file\n"},
       {"frobnicate",
        "fluxtrain: unknown command 'frobnicate': expected train, sample, convert, info or bench\n"},
   };

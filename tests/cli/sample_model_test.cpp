@@ -112,3 +112,38 @@ TEST(SampleModel, MissingComponentsNameTheFileNeeded) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(InfoModel, ReadsAModelOnDiskFromItsHeaders) {
+  auto dir = fluxtrain::testing::fresh_temp_dir("cli_info_model");
+  write_tiny_flux_repo((dir / "repo").string(), RepoLayout::kDiffusers, true, 13);
+  auto r = run("info --model " + (dir / "repo").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("transformer      " + (dir / "repo" / "transformer").string() +
+                       " (diffusers layout, custom, F32 stored)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("(16 latent channels, x2, scale 0.3611, shift 0.1159)"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("(CLIP: hidden 32, 2 layers)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(T5: d_model 32, 2 layers)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("hidden 64, heads 2, 1 double + 1 single blocks, guidance input yes"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("not loaded (read from headers)"), std::string::npos) << r.out;
+  // A transformer file alone: the missing components are reported, not fatal.
+  write_tiny_flux_repo((dir / "bfl").string(), RepoLayout::kBfl, false, 13);
+  fs::create_directories(dir / "alone");
+  fs::copy_file(dir / "bfl" / "flux1-schnell.safetensors", dir / "alone" / "x.safetensors");
+  auto a = run("info --model " + (dir / "alone" / "x.safetensors").string());
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_NE(a.out.find("(BFL layout, custom, F32 stored)"), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find("other components: model '" + (dir / "alone" / "x.safetensors").string() +
+                       "': missing vae/ (diffusers) or ae.safetensors (BFL)"),
+            std::string::npos)
+      << a.out;
+  EXPECT_NE(a.out.find("guidance input no"), std::string::npos) << a.out;
+}
+
+}  // namespace
