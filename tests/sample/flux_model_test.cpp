@@ -197,5 +197,29 @@ TEST(FluxModel, MismatchedComponentsAreOneLineErrors) {
                 "(x 4 for 2x2 patches = 64): the two do not belong together");
 }
 
+// On a CUDA device (skipped without CUDA; the GPU check runs it): fp32 matches the CPU, bf16
+// stays close, and each phase leaves the device's memory to the next.
+TEST(FluxModelGpu, CudaImagesMatchTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const auto root = fresh_temp_dir("fm_cuda");
+  write_tiny_flux_repo(root.string(), RepoLayout::kDiffusers, true, 8);
+  FluxModel cpu = open_model(root.string());
+  FluxModelOptions o32;
+  o32.device = torch::kCUDA;
+  FluxModel cuda32(resolve_model_files(root.string()), o32);
+  FluxModelOptions o16 = o32;
+  o16.dtype = torch::kBFloat16;
+  FluxModel cuda16(resolve_model_files(root.string()), o16);
+  const std::vector<std::string> prompts = {"a red cat", "the dog"};
+  auto o = small_options(cpu);
+  auto a = generate(cpu, prompts, o, 2);
+  auto b = generate(cuda32, prompts, o, 2);
+  o.precision = torch::kBFloat16;
+  auto c = generate(cuda16, prompts, o, 2);
+  EXPECT_TRUE(b.device().is_cpu());
+  EXPECT_LT((a - b).abs().max().item<double>(), 1e-3);  // TF32 off by default in libtorch
+  EXPECT_LT((a - c).abs().max().item<double>(), 0.15);  // bf16 weights and activations
+}
+
 }  // namespace
 }  // namespace fluxtrain
