@@ -95,6 +95,27 @@ std::string json_error_where(const nlohmann::json::parse_error& e, size_t len) {
   return fmt::format("syntax error at byte {} of {}", e.byte, len);
 }
 
+std::string json_reason(const nlohmann::json::exception& e) {
+  std::string s = e.what();
+  if (!s.empty() && s[0] == '[') {
+    size_t close = s.find("] ");
+    if (close != std::string::npos) s = s.substr(close + 2);
+  }
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  return s;
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  const std::string text = read_file_bytes(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    user_error("{}: not valid JSON ({})", path, json_error_where(e, text.size()));
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
+    user_error("{}: not valid JSON ({})", path, json_reason(e));
+  }
+}
+
 std::string parent_dir(const std::string& path) {
   fs::path p(path);
   while (p.has_relative_path() && p.filename().empty()) p = p.parent_path();  // "a/b/" -> "a/b"

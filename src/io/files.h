@@ -36,6 +36,11 @@ std::string read_file_bytes(const std::string& path);
 // Where a JSON text of `len` bytes failed to parse, for error messages:
 // "syntax error at byte 5 of 16" or "unexpected end after 16 bytes".
 std::string json_error_where(const nlohmann::json::parse_error& e, size_t len);
+// nlohmann's message without its "[json.exception.kind.N] " prefix, cut short if long.
+std::string json_reason(const nlohmann::json::exception& e);
+// The whole file parsed as JSON; UserError "<path>: no such file", "<path>: cannot read (...)" or
+// "<path>: not valid JSON (syntax error at byte 5 of 16)".
+nlohmann::json read_json_file(const std::string& path);
 // The parent directory of `path` ("." when it has none), with trailing slashes ignored.
 std::string parent_dir(const std::string& path);
 

@@ -139,17 +139,6 @@ std::string brief(const json& j) {
   return s;
 }
 
-// nlohmann's message without its "[json.exception.kind.N] " prefix, cut short if long.
-std::string json_reason(const json::exception& e) {
-  std::string s = e.what();
-  if (!s.empty() && s[0] == '[') {
-    size_t close = s.find("] ");
-    if (close != std::string::npos) s = s.substr(close + 2);
-  }
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
-  return s;
-}
-
 bool as_nonneg_int(const json& j, uint64_t& out) {
   if (!j.is_number_integer()) return false;
   if (j.is_number_unsigned()) {
@@ -591,15 +580,7 @@ ShardedSafetensors::ShardedSafetensors(const std::string& path) : path_(path) {
     shards_.push_back(std::move(file));
     return;
   }
-  std::string text = read_file_bytes(path);
-  json index;
-  try {
-    index = json::parse(text);
-  } catch (const json::parse_error& e) {
-    user_error("{}: not valid JSON ({})", path, json_error_where(e, text.size()));
-  } catch (const json::exception& e) {
-    user_error("{}: not valid JSON ({})", path, json_reason(e));
-  }
+  const json index = read_json_file(path);
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     user_error("{}: expected a JSON object with a \"weight_map\" object (tensor -> shard file)",
                path);

@@ -8,6 +8,7 @@
 
 #include "core/device.h"
 #include "core/errors.h"
+#include "io/files.h"
 #include "io/safetensors.h"
 
 namespace fluxtrain {
@@ -62,17 +63,7 @@ ClipTextConfig read_clip_text_config(const std::string& dir_or_file) {
   const std::string path = std::filesystem::is_directory(dir_or_file)
                                ? (std::filesystem::path(dir_or_file) / "config.json").string()
                                : dir_or_file;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) user_error("{}: cannot read the file (CLIP text encoder config.json)", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    user_error("{}: not valid JSON ({})", path, e.what());
-  }
-  return clip_text_config_from_json(j, path);
+  return clip_text_config_from_json(read_json_file(path), path);
 }
 
 json clip_text_config_to_json(const ClipTextConfig& cfg) {

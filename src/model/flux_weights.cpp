@@ -9,6 +9,7 @@
 
 #include "core/device.h"
 #include "core/errors.h"
+#include "io/files.h"
 #include "model/presets.h"
 
 namespace fluxtrain {
@@ -149,14 +150,7 @@ int64_t json_int(const nlohmann::json& j, const std::string& config, const char*
 // Checks diffusers' config.json against the inferred params; sets axes_dim from axes_dims_rope.
 void check_config(const std::string& config, FluxParams& p, const std::string& weights_path,
                   bool* axes_set) {
-  std::ifstream in(config);
-  if (!in) user_error("{}: cannot read", config);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    user_error("{}: not valid JSON ({})", config, e.what());
-  }
+  nlohmann::json j = read_json_file(config);
   if (!j.is_object())
     user_error("{}: expected a JSON object (a diffusers transformer config)", config);
   if (j.contains("_class_name") && j["_class_name"] != "FluxTransformer2DModel")

@@ -10,6 +10,7 @@
 
 #include "core/device.h"
 #include "core/errors.h"
+#include "io/files.h"
 #include "io/safetensors.h"
 
 namespace fluxtrain {
@@ -134,15 +135,7 @@ T5Config read_t5_config(const std::string& dir_or_file) {
   const std::string path = std::filesystem::is_directory(dir_or_file)
                                ? (std::filesystem::path(dir_or_file) / "config.json").string()
                                : dir_or_file;
-  std::ifstream in(path);
-  if (!in) user_error("{}: cannot read (expected a T5 config.json)", path);
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const std::exception& e) {
-    user_error("{}: not valid JSON ({})", path, e.what());
-  }
-  return T5Config::from_json(j, path);
+  return T5Config::from_json(read_json_file(path), path);
 }
 
 // ---- layers ----

@@ -10,6 +10,7 @@
 
 #include "core/device.h"
 #include "core/errors.h"
+#include "io/files.h"
 #include "io/safetensors.h"
 
 namespace fluxtrain {
@@ -227,14 +228,7 @@ struct VaeCheckpoint {
 // Reads a diffusers config.json into `cfg` (quant flags: see read_vae_config). Returns which of
 // use_quant_conv / use_post_quant_conv it sets.
 std::pair<bool, bool> read_diffusers_config(const std::string& path, VaeConfig& cfg) {
-  std::ifstream in(path);
-  if (!in) user_error("{}: cannot read", path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    user_error("{}: not valid JSON ({})", path, e.what());
-  }
+  nlohmann::json j = read_json_file(path);
   if (!j.is_object()) user_error("{}: expected a JSON object (a diffusers VAE config)", path);
   auto get = [&](const char* key, auto fallback) {
     using T = decltype(fallback);

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "io/files.h"
 
 namespace fluxtrain {
 
@@ -25,23 +26,6 @@ constexpr size_t kMaxCachedWords = 1 << 16;
 const char kEndOfWord[] = "</w>";
 const char kDefaultBos[] = "<|startoftext|>";
 const char kDefaultEos[] = "<|endoftext|>";
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) user_error("{}: cannot read the file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-json read_json_file(const std::string& path) {
-  const std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    user_error("{}: not valid JSON ({})", path, e.what());
-  }
-}
 
 // A line of a file for an error message: at most 60 bytes.
 std::string excerpt(const std::string& line) {
@@ -215,7 +199,7 @@ ClipTokenizer::ClipTokenizer(const std::string& dir, ClipCleanup cleanup)
   }
 
   // merges.txt: optional "#version" line, then one "left right" pair per line, by rank.
-  const std::string merges = read_file(merges_path);
+  const std::string merges = read_file_bytes(merges_path);
   std::vector<std::string> lines;
   {
     std::string line;

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "io/files.h"
 
 namespace fluxtrain {
 namespace fs = std::filesystem;
@@ -281,15 +282,7 @@ SentencePieceModel parse_sentencepiece_model(std::string_view bytes, const std::
 }
 
 T5Tokenizer::T5Tokenizer(const std::string& path) : path_(locate_model(path)) {
-  std::string bytes;
-  {
-    std::ifstream in(path_, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (!in) user_error("{}: cannot read", path_);
-    bytes = ss.str();
-  }
-  model_ = parse_sentencepiece_model(bytes, path_);
+  model_ = parse_sentencepiece_model(read_file_bytes(path_), path_);
   using Type = SentencePieceModel::Type;
   const auto& pieces = model_.pieces;
   if (pieces.empty()) user_error("{}: no pieces (not a sentencepiece model)", path_);
@@ -377,13 +370,7 @@ T5Tokenizer::T5Tokenizer(const std::string& path) : path_(locate_model(path)) {
   const fs::path config = fs::path(path_).parent_path() / "tokenizer_config.json";
   std::error_code ec;
   if (fs::is_regular_file(config, ec)) {
-    std::ifstream in(config);
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const std::exception& e) {
-      user_error("{}: not valid JSON ({})", config.string(), e.what());
-    }
+    const nlohmann::json j = read_json_file(config.string());
     if (j.is_object() && j.contains("extra_ids")) {
       if (!j["extra_ids"].is_number_integer() || j["extra_ids"].get<int64_t>() < 0)
         user_error("{}: 'extra_ids' must be a non-negative integer, got {}", config.string(),
