@@ -190,28 +190,10 @@ int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
            model.transformer_weights().layout == WeightLayout::kBfl ? "BFL" : "diffusers", o.steps,
            o.guidance, o.shift ? "on" : "off", o.width, o.height);
 
-  // Rows k-major: image k of prompt i is row k * P + i, noise (seed + k, slot i).
+  // Image k of prompt i is row k * P + i, from noise (seed + k, slot i).
   const int64_t P = static_cast<int64_t>(prompts.size()), K = cfg.i("batch");
-  std::vector<std::string> texts = prompts;
-  if (o.cfg_scale != 1.0) texts.push_back("");
-  TextEmbeddings enc = model.encode(texts);
-  std::vector<torch::Tensor> txt, vec, noise;
-  for (int64_t k = 0; k < K; ++k) {
-    txt.push_back(enc.txt.slice(0, 0, P));
-    vec.push_back(enc.vec.slice(0, 0, P));
-  }
-  if (o.cfg_scale != 1.0) {  // the empty prompt's row, once per image
-    txt.push_back(enc.txt.slice(0, P, P + 1).expand({K * P, -1, -1}));
-    vec.push_back(enc.vec.slice(0, P, P + 1).expand({K * P, -1}));
-  }
-  TextEmbeddings cond{torch::cat(txt, 0), torch::cat(vec, 0)};
-  const int64_t f = model.preset().ae_factor;
-  for (int64_t k = 0; k < K; ++k)
-    noise.push_back(initial_noise_tokens(P, model.preset().latent_channels, o.height / f,
-                                         o.width / f, static_cast<uint64_t>(cfg.i("seed") + k),
-                                         torch::kCPU));
-  auto tokens = model.denoise(cond, torch::cat(noise, 0), o, cfg.i("max_batch"));
-  auto images = model.decode(tokens, o.height, o.width, cfg.i("max_batch"));
+  o.seed = static_cast<uint64_t>(cfg.i("seed"));
+  auto images = model.generate(prompts, o, cfg.i("max_batch"), K);
 
   std::vector<SampleOutput> outputs;
   for (int64_t k = 0; k < K; ++k)

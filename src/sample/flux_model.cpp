@@ -176,31 +176,33 @@ torch::Tensor FluxModel::decode(const torch::Tensor& tokens, int64_t height, int
 }
 
 torch::Tensor FluxModel::generate(const std::vector<std::string>& prompts,
-                                  const SampleOptions& options, int64_t max_batch) {
+                                  const SampleOptions& options, int64_t max_batch,
+                                  int64_t images_per_prompt) {
   check_resolution(options.height, options.width);
   if (prompts.empty()) user_error("generate: no prompts");
   if (max_batch < 1) user_error("max batch must be positive, got {}", max_batch);
-  const int64_t n = static_cast<int64_t>(prompts.size());
+  if (images_per_prompt < 1)
+    user_error("images per prompt must be positive, got {}", images_per_prompt);
+  const int64_t P = static_cast<int64_t>(prompts.size()), K = images_per_prompt, n = K * P;
   const bool cfg = options.cfg_scale != 1.0;
   std::vector<std::string> texts = prompts;
   if (cfg) texts.push_back("");  // encoded once, its row repeated for every image
-  TextEmbeddings enc = encode(texts);
-  TextEmbeddings cond = enc;
-  if (cfg)
-    cond = {torch::cat({enc.txt.slice(0, 0, n), enc.txt.slice(0, n, n + 1).expand({n, -1, -1})}),
-            torch::cat({enc.vec.slice(0, 0, n), enc.vec.slice(0, n, n + 1).expand({n, -1})})};
+  const TextEmbeddings enc = encode(texts);
+  // The conditional rows k-major, then (CFG) the empty prompt's row once per image.
+  std::vector<int64_t> rows;
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t i = 0; i < P; ++i) rows.push_back(i);
+  if (cfg) rows.insert(rows.end(), static_cast<size_t>(n), P);
+  const auto index = torch::tensor(rows, torch::kLong);
+  const TextEmbeddings cond{enc.txt.index_select(0, index), enc.vec.index_select(0, index)};
   const int64_t f = preset_.ae_factor;
-  auto noise = initial_noise_tokens(n, preset_.latent_channels, options.height / f,
-                                    options.width / f, options.seed, torch::kCPU);
-  auto tokens = denoise(cond, noise, options, max_batch);
+  std::vector<torch::Tensor> noise;
+  for (int64_t k = 0; k < K; ++k)
+    noise.push_back(initial_noise_tokens(P, preset_.latent_channels, options.height / f,
+                                         options.width / f, options.seed + static_cast<uint64_t>(k),
+                                         torch::kCPU));
+  auto tokens = denoise(cond, torch::cat(noise, 0), options, max_batch);
   return decode(tokens, options.height, options.width, max_batch);
-}
-
-void FluxModel::release() {
-  text_.reset();
-  transformer_ = nullptr;
-  vae_.reset();
-  compat::empty_cuda_cache();
 }
 
 }  // namespace fluxtrain

@@ -56,16 +56,15 @@ class FluxModel {
   // Images [N, 3, H, W] in [-1, 1] (CPU) from latent tokens, `max_batch` at a time.
   torch::Tensor decode(const torch::Tensor& tokens, int64_t height, int64_t width,
                        int64_t max_batch = 1);
-  // Full text-to-image: images [N, 3, H, W] in [-1, 1] (CPU, float32) for the N prompts, through
-  // encode (with the empty prompt when options.cfg_scale != 1), noise from options.seed (image i
-  // uses slot i, as initial_noise_tokens), denoise and decode, `max_batch` images per call.
+  // Full text-to-image: K = images_per_prompt images of each of the P prompts, [K P, 3, H, W] in
+  // [-1, 1] (CPU, float32), rows k-major: row k P + i is image k of prompt i, from noise
+  // (options.seed + k, slot i) as initial_noise_tokens draws it. Every prompt is encoded once
+  // (with the empty prompt once when options.cfg_scale != 1), then denoise and decode,
+  // `max_batch` images per call.
   torch::Tensor generate(const std::vector<std::string>& prompts, const SampleOptions& options,
-                         int64_t max_batch = 1);
+                         int64_t max_batch = 1, int64_t images_per_prompt = 1);
   // Throws UserError unless height and width are positive multiples of 16.
   void check_resolution(int64_t height, int64_t width) const;
-
-  // Releases every loaded component.
-  void release();
 
  private:
   ModelFiles files_;

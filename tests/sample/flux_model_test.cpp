@@ -160,6 +160,15 @@ TEST(FluxModel, KeepLoadedGivesTheSameImagesCallAfterCall) {
   EXPECT_TRUE(torch::allclose(kept.generate(prompts, o, 2), g, 1e-5, 1e-5));
   EXPECT_GT((g - a).abs().max().item<double>(), 1e-4);
   EXPECT_EQ(error_of([&] { kept.generate({}, o, 1); }), "generate: no prompts");
+  // Two images per prompt, k-major: image 1 of each prompt is the seed + 1 image (with CFG on).
+  auto two = kept.generate(prompts, o, 2, 2);
+  ASSERT_EQ(two.size(0), 2 * static_cast<int64_t>(prompts.size()));
+  SampleOptions next = o;
+  next.seed = o.seed + 1;
+  const int64_t P = static_cast<int64_t>(prompts.size());
+  EXPECT_TRUE(torch::allclose(two.slice(0, 0, P), kept.generate(prompts, o, 2), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(two.slice(0, P, 2 * P), kept.generate(prompts, next, 2), 1e-5, 1e-5));
+  EXPECT_GT((two.slice(0, 0, P) - two.slice(0, P, 2 * P)).abs().max().item<double>(), 1e-3);
 }
 
 TEST(FluxModel, ClassifierFreeGuidanceRowsAreSplitPerChunk) {
