@@ -12,6 +12,7 @@
 #include "bench/subprocess.h"
 #include "bench/train_point.h"
 #include "core/log.h"
+#include "train/run_directory.h"
 #include "train/train_config.h"
 
 namespace fluxtrain {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "model/presets.h"
 #include "sample/model_files.h"
 #include "train/train_config.h"
 
@@ -42,9 +43,10 @@ ConfigSchema bench_schema() {
 ConfigSchema sample_bench_schema() {
   ConfigSchema s;
   s.string("model", "model", "tiny",
-           "model preset (random weights: tiny, tiny-px, tiny-guidance, flux-dev, flux-schnell), "
-           "or a FLUX.1 model's directory, Hugging Face cache entry or transformer .safetensors "
-           "(real weights and encoders)")
+           fmt::format("model preset (random weights: {}), or a FLUX.1 model's directory, "
+                       "Hugging Face cache entry or transformer .safetensors (real weights and "
+                       "encoders)",
+                       fmt::join(model_preset_names(), ", ")))
       .choice("model", "precision", "fp32", {"fp32", "bf16"}, "compute precision (autocast)")
       .choice("model", "weights", "fp32", {"fp32", "bf16"},
               "dtype of the transformer's weights (a model path: of every component)")
@@ -67,8 +69,7 @@ ConfigSchema sample_bench_schema() {
 }
 
 const std::vector<std::string>& sample_model_presets() {
-  static const std::vector<std::string> p = {"tiny", "tiny-px", "tiny-guidance", "flux-dev",
-                                             "flux-schnell"};
+  static const std::vector<std::string> p = model_preset_names();
   return p;
 }
 

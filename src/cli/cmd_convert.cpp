@@ -8,11 +8,16 @@
 
 #include "cli/commands.h"
 #include "core/config.h"
+#include "core/device.h"
 #include "core/errors.h"
+#include "core/log.h"
 #include "io/checkpoint.h"
 #include "model/flux_weights.h"
 #include "model/presets.h"
-#include "train/trainer.h"
+#include "model/weights.h"
+#include "train/resume.h"
+#include "train/train_config.h"
+#include "train/train_spec.h"
 
 namespace fluxtrain {
 namespace fs = std::filesystem;
@@ -64,37 +69,46 @@ bool is_checkpoint_or_run(const std::string& path) {
          (fs::exists(p / "manifest.json", ec) || fs::is_directory(p / "checkpoints", ec));
 }
 
-std::string thousands(int64_t n) {
-  std::string s = std::to_string(n), out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i && (s.size() - i) % 3 == 0) out += ',';
-    out += s[i];
-  }
-  return out;
-}
+// A fluxtrain checkpoint's transformer, complete: rebuilt as its run built it (a preset's seeded
+// initialisation, or the real model it fine-tuned) with the checkpoint's tensors over it (all of
+// them, or the trained ones; --weights ema: the averaged ones on top).
+struct CheckpointTransformer {
+  NamedTensors bfl;
+  FluxParams params;
+  std::string preset, description;
+};
 
-// A fluxtrain checkpoint's transformer as FluxWeights (its axes come from the preset).
-FluxWeights checkpoint_weights(const std::string& path, const std::string& which,
-                               std::string* described) {
-  const std::string dir = find_checkpoint(path, true);
-  const auto ck = load_checkpoint_dir(dir);
-  const std::string model = ck.state.value("model", "");
-  if (model.empty()) user_error("checkpoint '{}': manifest state names no model", dir);
-  const ModelPreset preset = model_preset(model);
+CheckpointTransformer checkpoint_transformer(const std::string& path, const std::string& which,
+                                             std::optional<torch::ScalarType> dtype) {
+  const ResumePoint ck = open_checkpoint(path, /*prefer_best=*/true);
+  const std::string& dir = ck.checkpoint.dir;
   const std::string file = which + ".safetensors";
-  if (!ck.has_file(file)) user_error("checkpoint '{}': has no {} (--weights {})", dir, file, which);
-  FluxWeights w = inspect_flux_weights(ck.file(file).path(), preset.flux.axes_dim);
-  const FluxWeightTable want(preset.flux), got(w.params);
-  if (want.describe() != got.describe() || w.params.in_channels != preset.flux.in_channels ||
-      w.params.out_channels != preset.flux.out_channels ||
-      w.params.context_in_dim != preset.flux.context_in_dim ||
-      w.params.vec_in_dim != preset.flux.vec_in_dim)
-    user_error("checkpoint '{}': {} holds a transformer with {}, but its model '{}' has {}", dir,
-               file, got.describe(), model, want.describe());
-  w.params = preset.flux;
-  w.preset = model;
-  *described = fmt::format("fluxtrain checkpoint {} ({} weights, model {})", dir, which, model);
-  return w;
+  if (!ck.checkpoint.has_file(file))
+    user_error("checkpoint '{}': has no {} (--weights {})", dir, file, which);
+  const auto& model_file = ck.checkpoint.file("model.safetensors");
+  const auto names = model_file.names();
+  if (names.empty()) user_error("checkpoint '{}': model.safetensors holds no tensors", dir);
+  const torch::ScalarType stored = safetensors_load_dtype(model_file.info(names.front()).dtype);
+  Config run(train_schema());
+  run.load_yaml_string(ck.state.config_yaml, "checkpoint '" + dir + "' configuration");
+  run.set("device", "cpu", "convert");
+  const torch::ScalarType build = stored == torch::kBFloat16 ? torch::kBFloat16 : torch::kFloat;
+  run.set("weights", precision_name(build), "convert");
+  run.set("precision", precision_name(build), "convert");
+  const TrainOptions ro = TrainOptions::from_config(run);
+  Flux transformer = build_transformer(ro);
+  auto model = build_trained_model(ro, transformer);
+  model->load_checkpoint(model_file);
+  if (which == "ema") load_module_tensors(*transformer, ck.checkpoint.file(file), /*strict=*/false);
+  CheckpointTransformer out;
+  out.params = transformer->params;
+  out.preset = ro.model_is_path ? flux_preset_of(out.params) : ro.model;
+  for (auto& [name, t] : module_tensors(*transformer))
+    out.bfl.emplace_back(name, t.to(dtype ? *dtype : stored).contiguous());
+  out.description =
+      fmt::format("fluxtrain checkpoint {} ({} weights, model {}{})", dir, which, ck.state.model,
+                  model->saves_complete_model() ? "" : ", trained tensors over it");
+  return out;
 }
 
 }  // namespace
@@ -121,25 +135,37 @@ int cmd_convert(const Args& args) {
   if (cfg.s("dtype") == "fp16") dtype = torch::kHalf;
   if (cfg.s("dtype") == "fp32") dtype = torch::kFloat;
 
-  std::string source;
-  FluxWeights w;
+  std::string source, preset;
+  FluxParams params;
+  int64_t bytes = 0, num_params = 0;
   if (is_checkpoint_or_run(cfg.s("in"))) {
-    w = checkpoint_weights(cfg.s("in"), cfg.s("weights"), &source);
+    const CheckpointTransformer ct = checkpoint_transformer(cfg.s("in"), cfg.s("weights"), dtype);
+    export_flux_weights(ct.bfl, ct.params, cfg.s("out"), layout, max_shard);
+    for (const auto& [n, t] : ct.bfl) {
+      bytes += static_cast<int64_t>(t.nbytes());
+      num_params += t.numel();
+    }
+    source = ct.description;
+    preset = ct.preset;
+    params = ct.params;
   } else {
     if (cfg.is_set("weights"))
       user_error("--weights: only for a fluxtrain checkpoint, and '{}' is not one", cfg.s("in"));
-    w = inspect_flux_weights(cfg.s("in"));
+    const FluxWeights w = inspect_flux_weights(cfg.s("in"));
     source = fmt::format("{} ({})", cfg.s("in"), weight_layout_name(w.layout));
+    bytes = convert_flux_weights(w, cfg.s("out"), layout, dtype, max_shard);
+    preset = w.preset;
+    params = w.params;
+    num_params = w.num_params;
   }
-  const int64_t bytes = convert_flux_weights(w, cfg.s("out"), layout, dtype, max_shard);
-  const FluxWeightTable table(w.params);
+  const FluxWeightTable table(params);
   size_t tensors = 0;
   for (const auto& e : table.entries())
     tensors += layout == WeightLayout::kBfl ? 1 : e.diffusers.size();
   std::printf("%s -> %s (%s): %s, %s; %s parameters, %zu tensors, %s bytes (%s)\n", source.c_str(),
-              cfg.s("out").c_str(), weight_layout_name(layout).c_str(), w.preset.c_str(),
-              table.describe().c_str(), thousands(w.num_params).c_str(), tensors,
-              thousands(bytes).c_str(),
+              cfg.s("out").c_str(), weight_layout_name(layout).c_str(), preset.c_str(),
+              table.describe().c_str(), format_thousands(num_params).c_str(), tensors,
+              format_thousands(bytes).c_str(),
               dtype ? safetensors_dtype_name(*dtype).c_str() : "dtype as stored");
   return 0;
 }

@@ -5,11 +5,13 @@
 #include <cstdio>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/device.h"
 #include "core/errors.h"
+#include "core/log.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "model/clip_text.h"
@@ -19,18 +21,10 @@
 #include "model/t5.h"
 #include "model/vae.h"
 #include "sample/model_files.h"
-#include "train/trainer.h"
+#include "train/resume.h"
+#include "train/trained_model.h"
 
 namespace fluxtrain {
-
-static std::string thousands(int64_t n) {
-  std::string s = std::to_string(n), out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i && (s.size() - i) % 3 == 0) out += ',';
-    out += s[i];
-  }
-  return out;
-}
 
 // A FLUX.1 model on disk: where each component is and what its headers and configs say. Missing
 // text encoders or VAE are reported, not fatal (a transformer file alone is a valid input).
@@ -78,6 +72,7 @@ int cmd_info(const Args& args) {
   std::string model = cfg.s("model");
   std::string where = "not allocated (counted by shape)";
   std::map<std::string, std::string> stored_dtype;  // from a checkpoint
+  std::vector<std::string> train_blocks;            // a checkpoint's selection (empty: all)
   const auto names = model_preset_names();
   const bool is_preset = std::find(names.begin(), names.end(), model) != names.end();
   std::optional<FluxWeights> weights;  // a model on disk
@@ -95,9 +90,23 @@ int cmd_info(const Args& args) {
     auto dir = find_checkpoint(cfg.s("checkpoint"), true);
     auto ck = load_checkpoint_dir(dir, false);
     model = ck.state.value("model", model);
+    const auto presets = model_preset_names();
+    if (std::find(presets.begin(), presets.end(), model) == presets.end()) {
+      // A fine-tune of a real model: the base model's shapes (the checkpoint may hold only the
+      // trained tensors).
+      weights = inspect_flux_weights(resolve_model_files(model, {}, false, false).transformer);
+      for (const auto& p : flux_parameter_shapes(weights->params))
+        stored_dtype[p.name] = safetensors_dtype_name(weights->stored_dtype);
+    }
     const auto& f = ck.file("model.safetensors");
     for (const auto& n : f.names()) stored_dtype[n] = f.info(n).dtype;
     where = "cpu (checkpoint " + dir + ")";
+    if (ck.state.contains("train_blocks"))
+      train_blocks = ck.state["train_blocks"].get<std::vector<std::string>>();
+    std::printf("checkpoint %s: step %lld, trains %s\n", dir.c_str(),
+                static_cast<long long>(ck.state.value("step", int64_t{0})),
+                train_blocks.empty() ? "every parameter"
+                                     : fmt::format("{}", fmt::join(train_blocks, ", ")).c_str());
   }
   ModelPreset preset = weights ? model_preset("flux-dev") : model_preset(model);
   if (weights) preset.flux = weights->params;
@@ -107,17 +116,22 @@ int cmd_info(const Args& args) {
   const std::string dtype_label = safetensors_dtype_name(parse_precision(dtype));
 
   struct Row {
-    int64_t params = 0, tensors = 0;
+    int64_t params = 0, trainable = 0, tensors = 0;
     std::string dtype;
   };
+  std::vector<std::string> all_names;
+  for (const auto& p : flux_parameter_shapes(preset.flux)) all_names.push_back(p.name);
+  const auto selected = select_parameters(all_names, train_blocks);
+  const std::set<std::string> trains(selected.begin(), selected.end());
   std::vector<std::string> order;
   std::map<std::string, Row> rows;
-  int64_t total = 0;
+  int64_t total = 0, total_trainable = 0;
   for (const auto& p : flux_parameter_shapes(preset.flux)) {
     std::string comp = p.name.substr(0, p.name.find('.'));
     if (!rows.count(comp)) order.push_back(comp);
     auto& r = rows[comp];
     r.params += p.numel();
+    if (trains.count(p.name)) r.trainable += p.numel(), total_trainable += p.numel();
     r.tensors += 1;
     std::string dt = stored_dtype.count(p.name) ? stored_dtype[p.name] : dtype_label;
     r.dtype = r.dtype.empty() || r.dtype == dt ? dt : "mixed";
@@ -136,18 +150,19 @@ int cmd_info(const Args& args) {
                                             : 1;
     const auto& r = rows[c];
     std::printf("%-16s %8lld %18s %18s  %-6s %s\n", c.c_str(), (long long)blocks,
-                thousands(r.params).c_str(), thousands(r.params).c_str(), r.dtype.c_str(),
-                where.c_str());
+                format_thousands(r.params).c_str(), format_thousands(r.trainable).c_str(),
+                r.dtype.c_str(), where.c_str());
   }
-  std::printf("%-16s %8s %18s %18s\n", "total", "", thousands(total).c_str(),
-              thousands(total).c_str());
+  std::printf("%-16s %8s %18s %18s\n", "total", "", format_thousands(total).c_str(),
+              format_thousands(total_trainable).c_str());
   const double gib = 1024.0 * 1024.0 * 1024.0;
   const double wbytes = dtype == "bf16" ? 2 : 4;
   std::printf(
-      "memory for full training with AdamW: weights %.2f GiB (%s) + gradients %.2f GiB + "
-      "optimizer state %.2f GiB (2 x fp32) = %.2f GiB before activations\n",
-      total * wbytes / gib, dtype_label.c_str(), total * wbytes / gib, total * 8.0 / gib,
-      total * (2 * wbytes + 8.0) / gib);
+      "memory for training with AdamW: weights %.2f GiB (%s) + gradients %.2f GiB + "
+      "optimizer state %.2f GiB (2 x fp32, trained parameters only) = %.2f GiB before "
+      "activations\n",
+      total * wbytes / gib, dtype_label.c_str(), total_trainable * wbytes / gib,
+      total_trainable * 8.0 / gib, (total * wbytes + total_trainable * (wbytes + 8.0)) / gib);
   return 0;
 }
 

@@ -1,6 +1,7 @@
 // `fluxtrain sample`: images from prompts, with a fluxtrain checkpoint (--checkpoint) or a real
 // FLUX.1 model (--model: a diffusers repository, BFL files or a Hugging Face cache entry),
 // written as PNGs whose text chunks record the prompt and every setting.
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,7 +17,9 @@
 #include "sample/flux_model.h"
 #include "sample/model_files.h"
 #include "sample/sampler.h"
-#include "train/trainer.h"
+#include "train/resume.h"
+#include "train/train_config.h"
+#include "train/train_spec.h"
 
 namespace fluxtrain {
 namespace fs = std::filesystem;
@@ -34,19 +37,24 @@ static ConfigSchema sample_schema() {
       .string("input", "text_encoder_2", "", "with --model: T5-XXL text_encoder_2/ folder")
       .string("input", "tokenizer", "", "with --model: CLIP tokenizer/ folder")
       .string("input", "tokenizer_2", "", "with --model: T5 tokenizer_2/ folder or spiece.model")
-      .string("input", "prompt", "", "the prompt (repeatable through prompts_file)")
+      .string("input", "prompt", "",
+              "the prompt (more through prompts_file); --prompt \"\" samples unconditionally")
       .path("input", "prompts_file", "text file with one prompt per line", true)
       .string("output", "out", "sample.png",
               "output PNG; several images become <stem>-<k>.png, or files in it if a directory")
-      .integer("sampling", "height", 0, "image height in pixels (0 = the checkpoint's resolution)",
+      .integer(
+          "sampling", "height", 0,
+          "image height in pixels (0 = what the run's evaluation used, or the model's default)", 0)
+      .integer("sampling", "width", 0,
+               "image width in pixels (0 = what the run's evaluation used, or the model's default)",
                0)
-      .integer("sampling", "width", 0, "image width in pixels (0 = the checkpoint's resolution)", 0)
-      .integer("sampling", "steps", 0, "Euler steps (0 = the model's default)", 0)
+      .integer("sampling", "steps", 0,
+               "Euler steps (0 = what the run's evaluation used, or the model's default)", 0)
       .real("sampling", "guidance", -1.0,
             "guidance value for guidance-distilled models (-1 = default)")
       .real("sampling", "cfg_scale", 1.0,
             "classifier-free guidance against the empty prompt (1 = off; for models trained with "
-            "caption dropout)",
+            "caption dropout; default: what the run's evaluation used)",
             0.0)
       .choice("sampling", "shift", "auto", {"auto", "on", "off"},
               "resolution-dependent schedule shift")
@@ -58,7 +66,7 @@ static ConfigSchema sample_schema() {
       .choice("sampling", "precision", "fp32", {"fp32", "bf16"},
               "compute precision (--checkpoint; --model computes in --dtype)")
       .choice("sampling", "dtype", "auto", {"auto", "fp32", "bf16"},
-              "--model: weights of every component (auto = bf16 on CUDA, fp32 on CPU)")
+              "weights of every component (auto = bf16 on CUDA, fp32 on CPU)")
       .boolean("sampling", "offload", false,
                "--model: keep idle components on the CPU and move each to the device for its "
                "phase (default: load each for its phase and free it after)")
@@ -76,7 +84,7 @@ struct SampleOutput {
 
 std::vector<std::string> read_prompts(const Config& cfg) {
   std::vector<std::string> prompts;
-  if (!cfg.s("prompt").empty()) prompts.push_back(cfg.s("prompt"));
+  if (cfg.is_set("prompt")) prompts.push_back(cfg.s("prompt"));
   if (!cfg.s("prompts_file").empty()) {
     std::ifstream in(cfg.s("prompts_file"));
     std::string line;
@@ -86,17 +94,45 @@ std::vector<std::string> read_prompts(const Config& cfg) {
     if (prompts.empty()) user_error("prompts_file '{}': no prompts in it", cfg.s("prompts_file"));
   }
   if (prompts.empty()) user_error("--prompt or --prompts_file: give at least one prompt");
+  for (const auto& p : prompts)
+    if (p.find_first_not_of(" \t\r") == std::string::npos) {
+      log_info("an empty prompt: sampling unconditionally (the empty caption)");
+      break;
+    }
   return prompts;
 }
 
-// Overrides the model's defaults with what the user gave.
-void apply_sampling_flags(const Config& cfg, int64_t default_resolution, SampleOptions& o) {
-  o.height = cfg.i("height") > 0 ? cfg.i("height") : default_resolution;
-  o.width = cfg.i("width") > 0 ? cfg.i("width") : default_resolution;
+// A progress line while the sampler runs (redrawn on a terminal; on a pipe at most every 10 s).
+void show_progress(SampleOptions& o, int64_t images) {
+  auto t0 =
+      std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+  auto last = std::make_shared<double>(-1e9);
+  o.on_step = [t0, last, images](int64_t step, int64_t total) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - *t0).count();
+    const bool final = step == total;
+    if (!final && s - *last < (stderr_is_tty() ? 0.2 : 10.0)) return;
+    *last = s;
+    progress_line(fmt::format("sampling {} image(s): step {}/{} | elapsed {} | ETA {}", images,
+                              step, total, format_duration(s),
+                              format_duration(s / static_cast<double>(step) *
+                                              static_cast<double>(total - step))),
+                  final);
+  };
+}
+
+// Overrides the defaults in `o` with what the user gave.
+void apply_sampling_flags(const Config& cfg, SampleOptions& o) {
+  if (cfg.i("height") > 0) o.height = cfg.i("height");
+  if (cfg.i("width") > 0) o.width = cfg.i("width");
   if (cfg.i("steps") > 0) o.steps = cfg.i("steps");
   if (cfg.f("guidance") >= 0) o.guidance = cfg.f("guidance");
-  o.cfg_scale = cfg.f("cfg_scale");
+  if (cfg.is_set("cfg_scale")) o.cfg_scale = cfg.f("cfg_scale");
   if (cfg.s("shift") != "auto") o.shift = cfg.s("shift") == "on";
+}
+
+torch::ScalarType weights_dtype(const Config& cfg, const torch::Device& device) {
+  return cfg.s("dtype") == "auto" ? (device.is_cuda() ? torch::kBFloat16 : torch::kFloat)
+                                  : parse_precision(cfg.s("dtype"));
 }
 
 // Writes outputs as PNGs (one file, numbered files, or files in a directory) with the prompt,
@@ -133,35 +169,59 @@ std::map<std::string, std::string> settings_text(const SampleOptions& o) {
           {"size", fmt::format("{}x{}", o.width, o.height)}};
 }
 
-// A fluxtrain checkpoint: the pipeline its manifest names, with its (EMA) weights.
+// A fluxtrain checkpoint: the pipeline its run's configuration names (a preset, or the real
+// model it fine-tuned), with the checkpoint's (EMA) weights, sampled with the settings the run's
+// evaluation used unless flags say otherwise.
 int sample_checkpoint(const Config& cfg, const std::vector<std::string>& prompts) {
-  const std::string ckpt_dir = find_checkpoint(cfg.s("checkpoint"), true);
-  auto ckpt = load_checkpoint_dir(ckpt_dir);
-  const std::string model = ckpt.state.value("model", "");
-  if (model.empty()) user_error("checkpoint '{}': manifest state names no model", ckpt_dir);
+  const ResumePoint ckpt = open_checkpoint(cfg.s("checkpoint"), /*prefer_best=*/true);
+  const std::string& dir = ckpt.checkpoint.dir;
   const torch::Device device = parse_device(cfg.s("device"));
-  Pipeline pipe = Pipeline::create(model, device, 0, false);
-  load_module_tensors(*pipe.transformer, ckpt.file("model.safetensors"));
-  const bool ema = cfg.b("use_ema") && ckpt.has_file("ema.safetensors");
-  if (ema) load_module_tensors(*pipe.transformer, ckpt.file("ema.safetensors"), /*strict=*/false);
+  const torch::ScalarType dtype = weights_dtype(cfg, device);
+  Config run(train_schema());
+  run.load_yaml_string(ckpt.state.config_yaml, "checkpoint '" + dir + "' configuration");
+  run.set("device", cfg.s("device"), "--device");
+  run.set("weights", precision_name(dtype), "--dtype");
+  run.set("precision", precision_name(dtype), "--dtype");
+  run.set("gradient_checkpointing", "false", "sample");
+  const TrainOptions ro = TrainOptions::from_config(run);
+  Pipeline pipe = build_pipeline(ro);
+  auto model = build_trained_model(ro, pipe.transformer);
+  model->load_checkpoint(ckpt.checkpoint.file("model.safetensors"));
+  const bool ema = cfg.b("use_ema") && ckpt.checkpoint.has_file("ema.safetensors");
+  if (ema)
+    load_module_tensors(*pipe.transformer, ckpt.checkpoint.file("ema.safetensors"),
+                        /*strict=*/false);
 
   SampleOptions o = default_sample_options(pipe.preset);
-  apply_sampling_flags(cfg, ckpt.state.value("resolution", pipe.preset.default_resolution), o);
-  o.precision = parse_precision(cfg.s("precision"));
+  o.height = o.width = ckpt.state.resolution > 0 ? ckpt.state.resolution : o.height;
+  if (const auto& s = ckpt.state.sampling; s.steps > 0) {
+    o.steps = s.steps;
+    o.height = s.height;
+    o.width = s.width;
+    o.cfg_scale = s.cfg_scale;
+    o.guidance = s.guidance;
+    o.shift = s.shift;
+  }
+  apply_sampling_flags(cfg, o);
+  o.precision = cfg.is_set("precision") ? parse_precision(cfg.s("precision")) : dtype;
   pipe.check_resolution(o.height, o.width);
+  log_info("checkpoint {} (model {}, step {}{}): {} steps, cfg scale {}, {}x{}", dir,
+           ckpt.state.model, ckpt.state.step, ema ? ", EMA weights" : "", o.steps, o.cfg_scale,
+           o.width, o.height);
 
   // Image k of each prompt: noise seed (seed + k), slot = prompt index.
   std::vector<SampleOutput> outputs;
   for (int64_t k = 0; k < cfg.i("batch"); ++k) {
     SampleOptions ok = o;
     ok.seed = static_cast<uint64_t>(cfg.i("seed") + k);
+    show_progress(ok, static_cast<int64_t>(prompts.size()));
     auto images = generate_images(pipe, prompts, ok);
     for (size_t i = 0; i < prompts.size(); ++i)
       outputs.push_back({prompts[i], images[static_cast<int64_t>(i)], ok.seed});
   }
   auto settings = settings_text(o);
-  settings["model"] = model;
-  settings["checkpoint"] = ckpt_dir;
+  settings["model"] = ckpt.state.model;
+  settings["checkpoint"] = dir;
   settings["weights"] = ema ? "ema" : "model";
   write_outputs(cfg, outputs, settings);
   return 0;
@@ -177,12 +237,11 @@ int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
   ModelFiles files = resolve_model_files(model_path, overrides);
   FluxModelOptions mo;
   mo.device = parse_device(cfg.s("device"));
-  mo.dtype = cfg.s("dtype") == "auto" ? (mo.device.is_cuda() ? torch::kBFloat16 : torch::kFloat)
-                                      : parse_precision(cfg.s("dtype"));
+  mo.dtype = weights_dtype(cfg, mo.device);
   mo.offload = cfg.b("offload");
   FluxModel model(files, mo);
   SampleOptions o = model.default_options();
-  apply_sampling_flags(cfg, model.preset().default_resolution, o);
+  apply_sampling_flags(cfg, o);
   model.check_resolution(o.height, o.width);
   log_info("model {} ({}, {} parameters, {} layout): {} steps, guidance {}, shift {}, {}x{}",
            cfg.s("model").empty() ? files.transformer : cfg.s("model"), model.preset().name,
@@ -193,6 +252,7 @@ int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
   // Image k of prompt i is row k * P + i, from noise (seed + k, slot i).
   const int64_t P = static_cast<int64_t>(prompts.size()), K = cfg.i("batch");
   o.seed = static_cast<uint64_t>(cfg.i("seed"));
+  show_progress(o, P * K);
   auto images = model.generate(prompts, o, cfg.i("max_batch"), K);
 
   std::vector<SampleOutput> outputs;

@@ -58,6 +58,20 @@ ConfigSchema& ConfigSchema::path(const std::string& group, const std::string& na
   return add(std::move(k));
 }
 
+ConfigSchema& ConfigSchema::list(const std::string& group, const std::string& name,
+                                 const std::string& help) {
+  return add({name, KeyType::kList, "", help, group});
+}
+
+ConfigSchema& ConfigSchema::operational(const std::vector<std::string>& names) {
+  for (const auto& n : names) {
+    auto it = index_.find(n);
+    if (it == index_.end()) throw std::logic_error("operational: no config key " + n);
+    keys_[it->second].affects_results = false;
+  }
+  return *this;
+}
+
 const ConfigKey* ConfigSchema::find(const std::string& name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &keys_[it->second];
@@ -75,6 +89,8 @@ static std::string type_name(const ConfigKey& k) {
       return "TEXT";
     case KeyType::kPath:
       return "PATH";
+    case KeyType::kList:
+      return "LIST";
     case KeyType::kChoice: {
       std::string s;
       for (const auto& c : k.choices) s += (s.empty() ? "" : "|") + c;
@@ -101,7 +117,10 @@ std::string ConfigSchema::help() const {
 
 Config::Config(ConfigSchema schema) : schema_(std::move(schema)) {
   for (const auto& k : schema_.keys()) {
-    if (k.type == KeyType::kPath || (k.type == KeyType::kString && k.default_value.empty())) {
+    if (k.type == KeyType::kList) {
+      values_[k.name] = std::vector<std::string>();
+    } else if (k.type == KeyType::kPath ||
+               (k.type == KeyType::kString && k.default_value.empty())) {
       values_[k.name] = std::string();
     } else {
       values_[k.name] = parse(k, k.default_value, "default");
@@ -185,6 +204,24 @@ ConfigValue Config::parse(const ConfigKey& k, const std::string& text,
       return text;
     case KeyType::kString:
       return text;
+    case KeyType::kList: {
+      std::vector<std::string> items;
+      const auto first = text.find_first_not_of(" \t");
+      if (first == std::string::npos) return items;
+      if (text[first] != '[') return std::vector<std::string>{text};
+      YAML::Node node;
+      try {
+        node = YAML::Load(text);
+      } catch (const YAML::Exception&) {
+        throw bad("a list such as [\"a\", \"b\"]");
+      }
+      if (!node.IsSequence()) throw bad("a list such as [\"a\", \"b\"]");
+      for (const auto& item : node) {
+        if (!item.IsScalar()) throw bad("a list of plain values");
+        items.push_back(item.as<std::string>());
+      }
+      return items;
+    }
   }
   throw std::logic_error("unhandled key type");
 }
@@ -212,6 +249,17 @@ void Config::load_yaml_string(const std::string& yaml, const std::string& origin
   for (const auto& item : root) {
     std::string key = item.first.as<std::string>();
     std::string where = fmt::format("{} (line {})", origin, item.first.Mark().line + 1);
+    const ConfigKey* k = schema_.find(key);
+    if (k && k->type == KeyType::kList && item.second.IsSequence()) {
+      std::vector<std::string> items;
+      for (const auto& v : item.second) {
+        if (!v.IsScalar()) user_error("{}: key '{}' must be a list of plain values", where, key);
+        items.push_back(v.as<std::string>());
+      }
+      values_[key] = items;
+      explicitly_set_[key] = true;
+      continue;
+    }
     if (!item.second.IsScalar() && !item.second.IsNull())
       user_error("{}: key '{}' must be a single value, not a list or mapping", where, key);
     set(key, item.second.IsNull() ? std::string() : item.second.as<std::string>(), where);
@@ -248,6 +296,31 @@ bool Config::b(const std::string& key) const {
 const std::string& Config::s(const std::string& key) const {
   return std::get<std::string>(get(key, KeyType::kString));
 }
+const std::vector<std::string>& Config::list(const std::string& key) const {
+  return std::get<std::vector<std::string>>(get(key, KeyType::kList));
+}
+const ConfigValue& Config::value(const std::string& key) const {
+  if (!schema_.find(key)) throw std::logic_error("config key not in schema: " + key);
+  return values_.at(key);
+}
+
+// A list as a YAML flow sequence of double-quoted strings.
+static std::string flow_list(const std::vector<std::string>& items) {
+  YAML::Emitter out;
+  out << YAML::Flow << YAML::BeginSeq;
+  for (const auto& s : items) out << YAML::DoubleQuoted << s;
+  out << YAML::EndSeq;
+  return out.c_str();
+}
+
+std::string Config::text(const std::string& key) const {
+  const auto& v = value(key);
+  if (auto p = std::get_if<int64_t>(&v)) return std::to_string(*p);
+  if (auto d = std::get_if<double>(&v)) return fmt::format("{}", *d);
+  if (auto b = std::get_if<bool>(&v)) return *b ? "true" : "false";
+  if (auto l = std::get_if<std::vector<std::string>>(&v)) return flow_list(*l);
+  return std::get<std::string>(v);
+}
 
 std::string Config::to_yaml() const {
   YAML::Emitter out;
@@ -266,7 +339,11 @@ std::string Config::to_yaml() const {
       out << fmt::format("{}", *d);
     else if (auto b = std::get_if<bool>(&v))
       out << (*b ? "true" : "false");
-    else
+    else if (auto l = std::get_if<std::vector<std::string>>(&v)) {
+      out << YAML::Flow << YAML::BeginSeq;
+      for (const auto& item : *l) out << YAML::DoubleQuoted << item;
+      out << YAML::EndSeq;
+    } else
       out << YAML::DoubleQuoted << std::get<std::string>(v);
   }
   out << YAML::EndMap;

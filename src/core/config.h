@@ -13,7 +13,7 @@
 
 namespace fluxtrain {
 
-enum class KeyType { kInt, kFloat, kBool, kString, kChoice, kPath };
+enum class KeyType { kInt, kFloat, kBool, kString, kChoice, kPath, kList };
 
 struct ConfigKey {
   std::string name;
@@ -24,6 +24,9 @@ struct ConfigKey {
   std::vector<std::string> choices;  // for kChoice
   std::optional<double> min, max;    // for kInt / kFloat (inclusive)
   bool must_exist = false;           // for kPath: the file or directory must exist when set
+  // False for keys that change how a run is carried out but not what it computes (device,
+  // threads, logging, checkpoint intervals): a resumed run may change those freely.
+  bool affects_results = true;
 };
 
 class ConfigSchema {
@@ -44,6 +47,11 @@ class ConfigSchema {
                        std::vector<std::string> choices, const std::string& help);
   ConfigSchema& path(const std::string& group, const std::string& name, const std::string& help,
                      bool must_exist);
+  // A list of strings: a YAML sequence, or on the command line a flow sequence ('["a", "b"]') or
+  // a single item ('a'); "" is the empty list. Default: empty.
+  ConfigSchema& list(const std::string& group, const std::string& name, const std::string& help);
+  // Marks keys as not affecting results (see ConfigKey::affects_results); logic_error if unknown.
+  ConfigSchema& operational(const std::vector<std::string>& names);
 
   const ConfigKey* find(const std::string& name) const;
   const std::vector<ConfigKey>& keys() const { return keys_; }
@@ -55,7 +63,7 @@ class ConfigSchema {
   std::map<std::string, size_t> index_;
 };
 
-using ConfigValue = std::variant<int64_t, double, bool, std::string>;
+using ConfigValue = std::variant<int64_t, double, bool, std::string, std::vector<std::string>>;
 
 class Config {
  public:
@@ -72,6 +80,10 @@ class Config {
   double f(const std::string& key) const;
   bool b(const std::string& key) const;
   const std::string& s(const std::string& key) const;
+  const std::vector<std::string>& list(const std::string& key) const;
+  const ConfigValue& value(const std::string& key) const;
+  // The value as it would appear on the command line ("3e-4", "true", "[\"a\", \"b\"]").
+  std::string text(const std::string& key) const;
   bool has(const std::string& key) const { return schema_.find(key) != nullptr; }
   // True when a key was set by a file or flag rather than left at its default.
   bool is_set(const std::string& key) const { return explicitly_set_.count(key) > 0; }

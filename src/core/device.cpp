@@ -33,6 +33,13 @@ torch::ScalarType parse_precision(const std::string& text) {
   user_error("precision '{}': expected fp32, bf16 or fp16", text);
 }
 
+std::string precision_name(torch::ScalarType dtype) {
+  if (dtype == torch::kFloat) return "fp32";
+  if (dtype == torch::kBFloat16) return "bf16";
+  if (dtype == torch::kHalf) return "fp16";
+  return c10::toString(dtype);
+}
+
 std::string device_description(const torch::Device& d) {
   if (d.is_cpu()) return fmt::format("cpu ({} threads)", torch::get_num_threads());
   return fmt::format("cuda:{}", d.has_index() ? d.index() : 0);

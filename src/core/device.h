@@ -10,6 +10,8 @@ namespace fluxtrain {
 torch::Device parse_device(const std::string& text);
 // "fp32" | "bf16" | "fp16" -> dtype.
 torch::ScalarType parse_precision(const std::string& text);
+// The inverse: fp32, bf16, fp16 (else the dtype's torch name).
+std::string precision_name(torch::ScalarType dtype);
 std::string device_description(const torch::Device& d);  // "cpu (2 threads)" / GPU name
 // Intra-op threads for CPU tensor math: n > 0, or every core when n == 0 (libtorch may default
 // to one thread in containers).

@@ -162,7 +162,7 @@ ShapesDataset::ShapesDataset(std::string split, int64_t image_size, uint64_t see
   combinations_ = split_ == "train" ? training_combinations() : held_out_combinations();
 }
 
-ShapeExample ShapesDataset::get(int64_t index) const {
+ShapeExample ShapesDataset::shape_example(int64_t index) const {
   if (index < 0 || index >= size_) {
     throw std::out_of_range(fmt::format("shapes {} index {} not in [0, {})", split_, index, size_));
   }
@@ -181,21 +181,26 @@ ShapeExample ShapesDataset::get(int64_t index) const {
           index % kValidationTimesteps};
 }
 
-ShapeBatch ShapesDataset::get_batch(const std::vector<int64_t>& indices) const {
-  ShapeBatch batch;
-  std::vector<torch::Tensor> images;
-  std::vector<int64_t> timesteps;
-  for (int64_t index : indices) {
-    auto ex = get(index);
-    images.push_back(ex.image);
-    batch.captions.push_back(std::move(ex.caption));
-    batch.attrs.push_back(ex.attrs);
-    timesteps.push_back(ex.timestep_index);
-  }
-  batch.images = images.empty() ? torch::zeros({0, 3, image_size_, image_size_})
-                                : torch::stack(images);              // [B, 3, S, S]
-  batch.timestep_indices = torch::tensor(timesteps, torch::kInt64);  // [B]
-  return batch;
+Example ShapesDataset::get(int64_t index) const {
+  ShapeExample ex = shape_example(index);
+  Example out;
+  out.image = std::move(ex.image);
+  out.caption = std::move(ex.caption);
+  out.timestep_index = split_ == "val" ? ex.timestep_index : -1;
+  out.key = fmt::format("shapes/{}/{}", split_, index);
+  return out;
+}
+
+std::string ShapesDataset::name() const {
+  return fmt::format("shapes ({}, {} examples of {} combinations, {} px)", split_, size_,
+                     combinations_.size(), image_size_);
+}
+
+std::optional<std::vector<std::string>> ShapesDataset::captions() const {
+  std::vector<std::string> out;
+  for (const auto& c : combinations_) out.push_back(shape_caption(c));
+  out.emplace_back();
+  return out;
 }
 
 std::vector<ShapeAttributes> ShapesDataset::held_out_combinations() {

@@ -10,13 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "data/dataset.h"
+
 namespace fluxtrain {
 
 constexpr int kNumColours = 6;
 constexpr int kNumShapes = 3;
 constexpr int kNumPositions = 9;  // 3x3 grid, row-major from the top left
 constexpr int kNumShapeCombinations = kNumColours * kNumShapes * kNumPositions;  // 162
-constexpr int64_t kValidationTimesteps = 8;  // timestep_index = index % 8 (MLPerf-style eval)
 
 inline constexpr std::array<const char*, kNumColours> kColourNames{"red",    "green",   "blue",
                                                                    "yellow", "magenta", "cyan"};
@@ -72,22 +73,15 @@ struct ShapeExample {
   int64_t timestep_index = 0;  // index % kValidationTimesteps
 };
 
-struct ShapeBatch {
-  torch::Tensor images;  // [B, 3, S, S]
-  std::vector<std::string> captions;
-  std::vector<ShapeAttributes> attrs;
-  torch::Tensor timestep_indices;  // [B] int64
-};
-
 // Split "train" draws only training combinations, each pass of len(combinations) indices visiting
 // every one once in a random order; split "val" cycles through the held-out combinations in order.
 // Every example is a pure function of (seed, split, index).
-class ShapesDataset {
+class ShapesDataset : public Dataset {
  public:
   // Throws UserError for an unknown split, image_size < 8 or size < 1.
   ShapesDataset(std::string split, int64_t image_size, uint64_t seed, int64_t size);
 
-  int64_t size() const { return size_; }
+  int64_t size() const override { return size_; }
   int64_t image_size() const { return image_size_; }
   uint64_t seed() const { return seed_; }
   const std::string& split() const { return split_; }
@@ -95,8 +89,16 @@ class ShapesDataset {
   const std::vector<ShapeAttributes>& combinations() const { return combinations_; }
 
   // index in [0, size); throws std::out_of_range otherwise.
-  ShapeExample get(int64_t index) const;
-  ShapeBatch get_batch(const std::vector<int64_t>& indices) const;
+  ShapeExample shape_example(int64_t index) const;
+  // Dataset: the image and caption of shape_example(index); validation examples carry their
+  // timestep index (index mod 8), training examples -1.
+  Example get(int64_t index) const override;
+  std::string name() const override;
+  // The captions of this split's combinations (and "" for caption dropout's empty prompt).
+  std::optional<std::vector<std::string>> captions() const override;
+  // Procedural: example i is already a random draw (each pass visits the combinations in its
+  // own random order), so the sampler keeps index order.
+  bool wants_shuffle() const override { return false; }
 
   static std::vector<ShapeAttributes> held_out_combinations();
   static std::vector<ShapeAttributes> training_combinations();

@@ -42,29 +42,41 @@ FluxImpl::FluxImpl(const FluxParams& p) : params(p) {
   final_layer = register_module("final_layer", LastLayer(H, p.out_channels));
 }
 
-torch::Tensor FluxImpl::forward(const torch::Tensor& img_tokens, const torch::Tensor& img_ids,
-                                const torch::Tensor& txt_tokens, const torch::Tensor& txt_ids,
-                                const torch::Tensor& timesteps, const torch::Tensor& y,
-                                const std::optional<torch::Tensor>& guidance) {
-  TORCH_CHECK(img_tokens.dim() == 3 && txt_tokens.dim() == 3,
-              "Flux: img and txt must be [B, L, C]");
-  auto img = img_in(img_tokens);                           // [B, Li, H]
-  auto vec = time_in(timestep_embedding(timesteps, 256));  // [B, H]
+namespace {
+
+// Which residual follows block i of `blocks` when `n` residuals are given: i / ceil(blocks / n),
+// diffusers' interval_control.
+const torch::Tensor* control_residual(const std::vector<torch::Tensor>& residuals, size_t i,
+                                      size_t blocks) {
+  if (residuals.empty()) return nullptr;
+  const size_t interval = (blocks + residuals.size() - 1) / residuals.size();
+  return &residuals[i / interval];
+}
+
+}  // namespace
+
+torch::Tensor FluxImpl::forward(const FluxInputs& in) {
+  TORCH_CHECK(in.img.dim() == 3 && in.txt.dim() == 3, "Flux: img and txt must be [B, L, C]");
+  TORCH_CHECK(in.double_block_residuals.size() <= double_blocks->size() &&
+                  in.single_block_residuals.size() <= single_blocks->size(),
+              "Flux: more control residuals than blocks");
+  auto img = img_in(in.img);                                  // [B, Li, H]
+  auto vec = time_in(timestep_embedding(in.timesteps, 256));  // [B, H]
   if (params.guidance_embed) {
-    TORCH_CHECK(guidance.has_value(), "Flux: this model embeds guidance; pass a guidance value");
-    vec = vec + guidance_in(timestep_embedding(*guidance, 256));
+    TORCH_CHECK(in.guidance.has_value(), "Flux: this model embeds guidance; pass a guidance value");
+    vec = vec + guidance_in(timestep_embedding(*in.guidance, 256));
   }
-  vec = vec + vector_in(y);
-  auto txt = txt_in(txt_tokens);  // [B, Lt, H]
-  auto pe = rope_nd(torch::cat({txt_ids, img_ids}, 1), params.axes_dim, params.theta);
+  vec = vec + vector_in(in.y);
+  auto txt = txt_in(in.txt);  // [B, Lt, H]
+  auto pe = rope_nd(torch::cat({in.txt_ids, in.img_ids}, 1), params.axes_dim, params.theta);
   const bool checkpoint =
       activation_checkpointing_ && is_training() && torch::GradMode::is_enabled();
   for (size_t i = 0; i < double_blocks->size(); ++i) {
     auto block = double_blocks->ptr<DoubleStreamBlockImpl>(i);
     if (checkpoint) {
       auto r = activation_checkpoint(
-          [block](const std::vector<torch::Tensor>& in) -> std::vector<torch::Tensor> {
-            auto out = block->forward(in[0], in[1], in[2], in[3]);
+          [block](const std::vector<torch::Tensor>& x) -> std::vector<torch::Tensor> {
+            auto out = block->forward(x[0], x[1], x[2], x[3]);
             return {out.first, out.second};
           },
           {img, txt, vec, pe});
@@ -73,20 +85,25 @@ torch::Tensor FluxImpl::forward(const torch::Tensor& img_tokens, const torch::Te
     } else {
       std::tie(img, txt) = block->forward(img, txt, vec, pe);
     }
+    if (auto* r = control_residual(in.double_block_residuals, i, double_blocks->size()))
+      img = img + *r;
   }
+  const int64_t Lt = txt.size(1), Li = img.size(1);
   auto x = torch::cat({txt, img}, 1);  // [B, Lt+Li, H]
   for (size_t i = 0; i < single_blocks->size(); ++i) {
     auto block = single_blocks->ptr<SingleStreamBlockImpl>(i);
     if (checkpoint)
       x = activation_checkpoint(
-          [block](const std::vector<torch::Tensor>& in) -> std::vector<torch::Tensor> {
-            return {block->forward(in[0], in[1], in[2])};
+          [block](const std::vector<torch::Tensor>& v) -> std::vector<torch::Tensor> {
+            return {block->forward(v[0], v[1], v[2])};
           },
           {x, vec, pe})[0];
     else
       x = block->forward(x, vec, pe);
+    if (auto* r = control_residual(in.single_block_residuals, i, single_blocks->size()))
+      x = torch::cat({x.narrow(1, 0, Lt), x.narrow(1, Lt, Li) + *r}, 1);
   }
-  x = x.narrow(1, txt.size(1), img.size(1));
+  x = x.narrow(1, Lt, Li);
   return final_layer(x, vec);  // [B, Li, out_channels]
 }
 

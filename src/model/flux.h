@@ -29,15 +29,27 @@ struct FluxParams {
   void validate() const;
 };
 
+// Everything one transformer call takes (B batch, Li image tokens, Lt text tokens). Built by
+// make_flux_inputs (model/flux_call.h) for training, validation and sampling alike.
+struct FluxInputs {
+  torch::Tensor img;                      // [B, Li, in_channels] patchified latents
+  torch::Tensor img_ids;                  // [B, Li, 3] position ids (0, row, col)
+  torch::Tensor txt;                      // [B, Lt, context_in_dim] text tokens (T5)
+  torch::Tensor txt_ids;                  // [B, Lt, 3] zeros
+  torch::Tensor timesteps;                // [B] in [0, 1]
+  torch::Tensor y;                        // [B, vec_in_dim] pooled text vector (CLIP)
+  std::optional<torch::Tensor> guidance;  // [B], models with guidance_embed only
+  // ControlNet residuals, added to the image tokens after the blocks as diffusers'
+  // FluxTransformer2DModel adds them: with n residuals for D double blocks, residual
+  // i / ceil(D / n) after double block i (each [B, Li, H]); likewise for the single blocks,
+  // added to the image part of [txt, img]. Empty: no control.
+  std::vector<torch::Tensor> double_block_residuals, single_block_residuals;
+};
+
 struct FluxImpl : torch::nn::Module {
   explicit FluxImpl(const FluxParams& params);
-  // img: [B, Li, in_channels] patchified latents; img_ids: [B, Li, 3]; txt: [B, Lt,
-  // context_in_dim]; txt_ids: [B, Lt, 3]; timesteps: [B] in [0, 1]; y: [B, vec_in_dim]; guidance:
-  // [B] (models with guidance_embed only). Returns the predicted velocity [B, Li, out_channels].
-  torch::Tensor forward(const torch::Tensor& img, const torch::Tensor& img_ids,
-                        const torch::Tensor& txt, const torch::Tensor& txt_ids,
-                        const torch::Tensor& timesteps, const torch::Tensor& y,
-                        const std::optional<torch::Tensor>& guidance = std::nullopt);
+  // The predicted velocity [B, Li, out_channels] (see FluxInputs).
+  torch::Tensor forward(const FluxInputs& inputs);
 
   // Activation checkpointing: in training mode with grad enabled, every double and single block
   // keeps only its inputs and recomputes its activations in backward (less memory, about 1/3

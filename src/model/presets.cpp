@@ -68,7 +68,7 @@ ModelPreset model_preset(const std::string& name) {
     p.sample_guidance = 3.5;
     return p;
   }
-  user_error("model '{}': expected one of flux-dev, flux-schnell, tiny, tiny-guidance", name);
+  user_error("model '{}': expected one of {}", name, fmt::join(model_preset_names(), ", "));
 }
 
 std::vector<std::string> model_preset_names() {

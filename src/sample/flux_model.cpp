@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/dtype_scope.h"
 #include "core/errors.h"
 #include "core/torch_compat.h"
 #include "model/latents.h"
@@ -10,21 +11,6 @@
 namespace fluxtrain {
 
 namespace {
-
-// Modules built inside the scope allocate their parameters in `dtype` (a bf16 12B transformer
-// then never exists in fp32: 24 GB instead of 48 GB of host memory).
-class DefaultDtypeScope {
- public:
-  explicit DefaultDtypeScope(torch::ScalarType dtype) : saved_(c10::get_default_dtype()) {
-    c10::set_default_dtype(c10::scalarTypeToTypeMeta(dtype));
-  }
-  ~DefaultDtypeScope() { c10::set_default_dtype(saved_); }
-  DefaultDtypeScope(const DefaultDtypeScope&) = delete;
-  DefaultDtypeScope& operator=(const DefaultDtypeScope&) = delete;
-
- private:
-  caffe2::TypeMeta saved_;
-};
 
 // Rows [begin, end) of each block of `n` rows of `t` (one block, or two with CFG), concatenated.
 torch::Tensor rows_of_blocks(const torch::Tensor& t, int64_t n, int64_t begin, int64_t end) {

@@ -1,9 +1,16 @@
 // Text-to-image pipeline assembly (see pipeline.h).
 #include "sample/pipeline.h"
 
+#include "core/dtype_scope.h"
 #include "core/errors.h"
 #include "core/rng.h"
+#include "model/flux_weights.h"
 #include "model/latents.h"
+#include "model/vae.h"
+#include "sample/flux_model.h"
+#include "sample/model_files.h"
+#include "text/cached_conditioner.h"
+#include "text/flux_conditioner.h"
 #include "text/hashed_words.h"
 
 namespace fluxtrain {
@@ -29,9 +36,8 @@ Pipeline Pipeline::create(const std::string& preset_name, torch::Device device, 
       p.preset.text_encoder == "hashed-words" && p.preset.autoencoder == "identity";
   if (!built_in && !stand_in_encoders)
     user_error(
-        "model '{}' needs its real text encoders and VAE, and training does not load a model "
-        "directory yet (`fluxtrain sample --model PATH` does); use --model tiny (or "
-        "--stand_in_encoders for benchmarks)",
+        "model '{}' is a preset without weights: give --model a FLUX.1 model path to fine-tune "
+        "it, use --model tiny, or --stand_in_encoders for benchmarks",
         preset_name);
   torch::manual_seed(derive_seed(seed, static_cast<uint64_t>(RngStream::kInit)));
   p.transformer = Flux(p.preset.flux);
@@ -44,6 +50,38 @@ Pipeline Pipeline::create(const std::string& preset_name, torch::Device device, 
   else
     p.autoencoder =
         std::make_shared<ProjectionAutoencoder>(p.preset.ae_factor, p.preset.latent_channels, seed);
+  return p;
+}
+
+Pipeline Pipeline::load(const ModelFiles& files, const PipelineLoadOptions& o) {
+  Pipeline p;
+  p.device = o.device;
+  const FluxWeights weights = inspect_flux_weights(files.transformer);
+  const VaeConfig vae_config = read_vae_config(files.vae);
+  p.preset = preset_for_weights(weights, vae_config);
+  {
+    DefaultDtypeScope dtype_scope(o.transformer_dtype);
+    p.transformer = Flux(weights.params);
+  }
+  load_flux_weights(*p.transformer, weights);
+  p.transformer->to(o.device);
+  p.autoencoder = load_flux_vae(files.vae, o.device, o.encoder_dtype);
+  const FluxTextFiles text_files{files.tokenizer, files.text_encoder, files.tokenizer_2,
+                                 files.text_encoder_2};
+  const int64_t max_tokens = p.preset.max_text_tokens;
+  const torch::Device device = o.device;
+  const torch::ScalarType dtype = o.encoder_dtype;
+  auto load_text = [text_files, max_tokens, device, dtype]() -> std::shared_ptr<TextConditioner> {
+    return std::make_shared<FluxTextConditioner>(text_files, max_tokens, device, dtype);
+  };
+  p.text = std::make_shared<CachedTextConditioner>(load_text(), load_text, dtype);
+  if (p.text->context_dim() != p.preset.flux.context_in_dim ||
+      p.text->vec_dim() != p.preset.flux.vec_in_dim)
+    user_error(
+        "the text encoders give {}-wide tokens and a {}-wide pooled vector, but the transformer "
+        "in {} expects {} and {}",
+        p.text->context_dim(), p.text->vec_dim(), files.transformer, p.preset.flux.context_in_dim,
+        p.preset.flux.vec_in_dim);
   return p;
 }
 

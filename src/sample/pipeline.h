@@ -16,6 +16,15 @@
 
 namespace fluxtrain {
 
+struct ModelFiles;
+
+// How a real model's components are loaded.
+struct PipelineLoadOptions {
+  torch::Device device = torch::kCPU;
+  torch::ScalarType transformer_dtype = torch::kFloat;  // the transformer's weights
+  torch::ScalarType encoder_dtype = torch::kFloat;      // VAE, T5 and CLIP weights
+};
+
 struct Pipeline {
   ModelPreset preset;
   torch::Device device = torch::kCPU;
@@ -29,6 +38,11 @@ struct Pipeline {
   // a projection autoencoder with 16 latent channels at x8) for benchmarks.
   static Pipeline create(const std::string& preset_name, torch::Device device, uint64_t seed,
                          bool zero_init_output = true, bool stand_in_encoders = false);
+
+  // A real FLUX.1 model (files as resolve_model_files gives them): its transformer weights, its
+  // VAE and its T5 + CLIP encoders, all on options.device. `text` is a CachedTextConditioner,
+  // so captions known up front can be encoded once and the encoders released.
+  static Pipeline load(const ModelFiles& files, const PipelineLoadOptions& options);
 
   // Throws UserError unless height and width are positive multiples of 2 x autoencoder factor.
   void check_resolution(int64_t height, int64_t width) const;

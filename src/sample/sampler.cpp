@@ -1,8 +1,8 @@
 // Euler flow-ODE sampler (see sampler.h).
 #include "sample/sampler.h"
 
-#include "core/autocast.h"
 #include "core/rng.h"
+#include "model/flux_call.h"
 #include "model/latents.h"
 #include "model/time_shift.h"
 
@@ -41,32 +41,22 @@ torch::Tensor denoise_tokens(FluxImpl& transformer, const TextEmbeddings& cond, 
   const int64_t N = cond.txt.size(0);
   TORCH_CHECK(N == (cfg ? 2 : 1) * x.size(0), "denoise_tokens: ", N, " text rows for ", x.size(0),
               " images", cfg ? " with CFG" : "");
-  // The transformer's parameter dtype (bf16 weights run in bf16; fp32 weights under autocast).
-  const auto weight_dtype = transformer.img_in->weight.scalar_type();
-  auto txt = cond.txt.to(device, weight_dtype), vec = cond.vec.to(device, weight_dtype);
-  auto txt_ids = text_ids(N, txt.size(1), device);
-  auto ids = image_ids(N, latent_height, latent_width, device);
-  std::optional<torch::Tensor> guidance;
-  if (transformer.params.guidance_embed)
-    guidance =
-        torch::full({N}, o.guidance, torch::TensorOptions().device(device).dtype(weight_dtype));
+  auto txt = cond.txt.to(device), vec = cond.vec.to(device);
   auto schedule = flux_schedule(o.steps, x.size(1), o.shift);
   transformer.eval();
   x = x.to(device, torch::kFloat);
-  for (size_t i = 0; i + 1 < schedule.size(); ++i) {
-    auto t =
-        torch::full({N}, schedule[i], torch::TensorOptions().device(device).dtype(weight_dtype));
-    auto xin = (cfg ? torch::cat({x, x}, 0) : x).to(weight_dtype);
-    torch::Tensor v;
-    {
-      AutocastScope autocast(device.type(), o.precision);
-      v = transformer.forward(xin, ids, txt, txt_ids, t, vec, guidance).to(torch::kFloat);
-    }
+  const int64_t total = static_cast<int64_t>(schedule.size()) - 1;
+  for (int64_t i = 0; i < total; ++i) {
+    auto t = torch::full({N}, schedule[i], torch::TensorOptions().device(device));
+    auto in = make_flux_inputs(transformer.params, cfg ? torch::cat({x, x}, 0) : x, latent_height,
+                               latent_width, txt, vec, t, o.guidance);
+    auto v = predict_velocity(transformer, std::move(in), o.precision).to(torch::kFloat);
     if (cfg) {
       auto parts = v.chunk(2, 0);
       v = parts[1] + o.cfg_scale * (parts[0] - parts[1]);
     }
     x = x + (schedule[i + 1] - schedule[i]) * v;
+    if (o.on_step) o.on_step(i + 1, total);
   }
   return x;
 }

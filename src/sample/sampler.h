@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +24,8 @@ struct SampleOptions {
   double cfg_scale = 1.0;
   uint64_t seed = 0;
   torch::ScalarType precision = torch::kFloat;  // autocast dtype for the transformer
+  // Called after each Euler step (1-based step, total steps), e.g. for a progress line.
+  std::function<void(int64_t, int64_t)> on_step;
 };
 
 // Options from the preset's defaults.

@@ -7,6 +7,7 @@
 #include "model/t5.h"
 #include "text/clip_tokenizer.h"
 #include "text/t5_tokenizer.h"
+#include "text/truncation_warning.h"
 
 namespace fluxtrain {
 
@@ -49,6 +50,13 @@ FluxTextConditioner::~FluxTextConditioner() = default;
 TextEmbeddings FluxTextConditioner::encode(const std::vector<std::string>& prompts,
                                            torch::Device device) {
   torch::NoGradGuard no_grad;
+  const int64_t clip_len = impl_->clip->config().max_position_embeddings;
+  for (const auto& p : prompts) {  // [bos] ... [eos] for CLIP, ... </s> for T5
+    warn_if_truncated("CLIP-L", p, static_cast<int64_t>(impl_->clip_tokenizer.encode(p).size()),
+                      clip_len - 2, "CLIP tokens");
+    warn_if_truncated("T5", p, static_cast<int64_t>(impl_->t5_tokenizer.encode(p).size()),
+                      t5_max_tokens_ - 1, "T5 tokens");
+  }
   std::vector<torch::Tensor> txts, vecs;
   for (size_t begin = 0; begin < prompts.size(); begin += kEncodeChunk) {
     const size_t end = std::min(prompts.size(), begin + kEncodeChunk);
@@ -59,7 +67,6 @@ TextEmbeddings FluxTextConditioner::encode(const std::vector<std::string>& promp
         impl_->t5_tokenizer.encode_batch(chunk, t5_max_tokens_).to(impl_->device);
     txts.push_back(impl_->t5->forward(t5_ids).to(torch::kFloat).to(device));
     // CLIP: 77 tokens, pooled output at the end-of-text token.
-    const int64_t clip_len = impl_->clip->config().max_position_embeddings;
     const torch::Tensor clip_ids =
         impl_->clip_tokenizer.encode_batch(chunk, clip_len).to(impl_->device);
     vecs.push_back(impl_->clip->forward(clip_ids).pooled.to(torch::kFloat).to(device));

@@ -5,6 +5,7 @@
 
 #include "core/errors.h"
 #include "core/rng.h"
+#include "text/truncation_warning.h"
 
 namespace fluxtrain {
 
@@ -82,6 +83,14 @@ TextEmbeddings HashedWordConditioner::encode(const std::vector<std::string>& pro
     std::lock_guard<std::mutex> lock(mutex_);
     for (int64_t b = 0; b < batch; ++b) {
       const auto words = split_words(prompts[b]);
+      if (static_cast<int64_t>(words.size()) > max_tokens_) {
+        std::string cut;
+        for (size_t i = static_cast<size_t>(max_tokens_); i < words.size(); ++i)
+          cut += (cut.empty() ? "" : " ") + words[i];
+        warn_if_truncated("the hashed-word encoder", prompts[b], static_cast<int64_t>(words.size()),
+                          max_tokens_, "words",
+                          "'" + cut + "'; the pooled vector still averages every word");
+      }
       for (size_t i = 0; i < words.size(); ++i) {
         const auto& v = word_vectors(words[i]);
         if (static_cast<int64_t>(i) < max_tokens_) txt[b][i].copy_(v.token);

@@ -8,6 +8,7 @@
 #include "data/shape_judge.h"
 #include "data/shapes.h"
 #include "io/image.h"
+#include "io/text_render.h"
 
 namespace fluxtrain {
 namespace fs = std::filesystem;
@@ -74,8 +75,12 @@ nlohmann::json evaluate_shapes(Pipeline& pipe, const SampleOptions& options, int
   const int64_t zoom = std::max<int64_t>(1, 96 / h.images.size(-1));
   auto shown = h.images.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3);
   std::string captions;
-  for (const auto& c : held_out) captions += shape_caption(c) + "\n";
-  write_png(grid_path, to_uint8_hwc(make_grid(shown, per_caption, 2, 0.5f)),
+  std::vector<std::string> labels;
+  for (const auto& c : held_out) {
+    captions += shape_caption(c) + "\n";
+    labels.push_back(shape_caption(c));
+  }
+  write_png(grid_path, to_uint8_hwc(make_labelled_grid(shown, per_caption, labels, 2, 0.5f)),
             {{"Description", "fluxtrain held-out captions, one row per caption"},
              {"Captions", captions}});
   nlohmann::json out = h.json;

@@ -1,13 +1,10 @@
 // Training configuration schema (see train_config.h).
 #include "train/train_config.h"
 
-#include <ctime>
-#include <filesystem>
-
 #include "core/errors.h"
+#include "model/presets.h"
 
 namespace fluxtrain {
-namespace fs = std::filesystem;
 
 ConfigSchema train_schema() {
   ConfigSchema s;
@@ -23,9 +20,32 @@ ConfigSchema train_schema() {
                "the run directory (0 = off)",
                0)
       .path("run", "resume",
-            "continue from a checkpoint directory (or a run directory: its latest)", true)
-      .choice("model", "model", "tiny", {"tiny", "tiny-guidance", "flux-dev", "flux-schnell"},
-              "model preset")
+            "continue a run: its directory (the newest readable checkpoint, with the run's own "
+            "configuration) or one checkpoint directory",
+            true)
+      .boolean("run", "override", false,
+               "with resume: allow changes to keys that change what the run computes (steps of "
+               "a decaying schedule, model, data, optimiser, ...)")
+      .string("model", "model", "tiny",
+              fmt::format("a preset ({}; random initialisation) or a FLUX.1 model to fine-tune: a "
+                          "diffusers repository, BFL files' folder, Hugging Face cache entry or "
+                          "transformer .safetensors file",
+                          fmt::join(model_preset_names(), ", ")))
+      .string("model", "transformer", "", "with a model path: the transformer file or folder")
+      .string("model", "vae", "",
+              "with a model path: BFL ae.safetensors or a diffusers vae/ folder")
+      .string("model", "text_encoder", "", "with a model path: CLIP-L text_encoder/ folder")
+      .string("model", "text_encoder_2", "", "with a model path: T5-XXL text_encoder_2/ folder")
+      .string("model", "tokenizer", "", "with a model path: CLIP tokenizer/ folder")
+      .string("model", "tokenizer_2", "",
+              "with a model path: T5 tokenizer_2/ folder or spiece.model")
+      .list("model", "train_blocks",
+            "parameters that train, as name patterns over BFL names (a pattern matches a name or "
+            "any dotted prefix of it; * ? [] as in shell globs): e.g. [\"double_blocks.1*\", "
+            "\"single_blocks.*\", \"final_layer\"]; empty = all. The rest is frozen: no "
+            "gradients, no optimizer state, not in checkpoints unless save_frozen")
+      .boolean("model", "save_frozen", false,
+               "checkpoints also hold the frozen parameters (a complete transformer)")
       .choice("model", "precision", "fp32", {"fp32", "bf16"},
               "compute precision (bf16: autocast with fp32 weights and optimizer state)")
       .choice("model", "weights", "fp32", {"fp32", "bf16"},
@@ -71,11 +91,20 @@ ConfigSchema train_schema() {
       .real("train", "shift", 3.0, "constant shift for timestep_sampling=shift", 0.0)
       .real("train", "guidance", -1.0, "guidance input while training (-1 = the preset's default)")
       .integer("validation", "val_every", 0,
-               "validate every N training samples, MLPerf style (0 = only at the end)", 0)
+               "validation loss every N steps, MLPerf style (0 = only at the end)", 0)
+      .integer("validation", "val_every_samples", 0,
+               "validation loss every N training samples instead (MLPerf counts samples: "
+               "262144); 0 = use val_every",
+               0)
       .integer("validation", "val_samples", 256, "validation samples (t = i/8 for i = index mod 8)",
                0)
       .real("validation", "target_val_loss", 0.0,
             "stop when validation loss reaches this (0 = off)", 0.0)
+      .list("validation", "validation_prompts",
+            "prompts sampled every sample_every steps and at the end, saved as "
+            "samples/step-N.png (a labelled grid) and samples/step-N/<k>.png")
+      .integer("validation", "sample_every", 0,
+               "steps between validation_prompts samples (0 = only at the end)", 0)
       .boolean("checkpoint", "save_checkpoints", true,
                "write checkpoints at all (off for benchmarks of models too big to save quickly)")
       .integer("checkpoint", "ckpt_every", 0, "checkpoint every N steps (0 = only at the end)", 0)
@@ -89,27 +118,30 @@ ConfigSchema train_schema() {
       .integer("eval", "sample_seed", 12345, "seed of evaluation noise", 0)
       .real("eval", "cfg_scale", 1.0,
             "classifier-free guidance scale for evaluation samples (1 = off)", 0.0);
+  // Keys a resumed run may change without --override: they change how the run is carried out,
+  // watched or saved, not the weights it computes.
+  s.operational({"name",
+                 "output_dir",
+                 "device",
+                 "threads",
+                 "log_every",
+                 "profile_steps",
+                 "resume",
+                 "override",
+                 "val_every",
+                 "val_every_samples",
+                 "validation_prompts",
+                 "sample_every",
+                 "save_checkpoints",
+                 "ckpt_every",
+                 "keep_last",
+                 "save_best",
+                 "final_eval",
+                 "eval_images_per_caption",
+                 "sample_steps",
+                 "sample_seed",
+                 "cfg_scale"});
   return s;
-}
-
-std::string create_run_dir(const std::string& output_dir, const std::string& name) {
-  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
-    user_error("name '{}': expected a plain directory name", name);
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-  fs::path base = fs::path(output_dir) / name;
-  std::error_code ec;
-  fs::create_directories(base, ec);
-  if (ec)
-    user_error("output_dir '{}': cannot create '{}': {}", output_dir, base.string(), ec.message());
-  for (int k = 1;; ++k) {
-    fs::path dir = base / (k == 1 ? std::string(stamp) : fmt::format("{}-{}", stamp, k));
-    if (fs::create_directory(dir, ec)) return dir.string();
-    if (ec) user_error("cannot create run directory '{}': {}", dir.string(), ec.message());
-  }
 }
 
 }  // namespace fluxtrain

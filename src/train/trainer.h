@@ -1,12 +1,25 @@
-// The training loop: flow-matching steps on a Pipeline's transformer with AdamW, a learning-rate
-// schedule, gradient accumulation and clipping, MLPerf-style validation, atomic checkpoints with
-// exact resume, metrics files and a final evaluation.
+// The trainer, assembled from the parts it is handed (torchtitan's TrainSpec + train_step): a
+// pipeline (the frozen text and image encoders around the transformer), the model part (what
+// trains, what is frozen, what a checkpoint saves), a loader, a validation set, an optimizer, a
+// schedule, an EMA and a distributed context. Its loop reads: next batch, step, maybe validate,
+// maybe sample, maybe save. Everything a checkpoint records is one TrainState.
 #pragma once
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
 #include "core/config.h"
+#include "data/loader.h"
+#include "dist/context.h"
+#include "sample/pipeline.h"
+#include "train/ema.h"
+#include "train/optimizer.h"
+#include "train/resume.h"
+#include "train/schedule.h"
+#include "train/train_options.h"
+#include "train/train_state.h"
+#include "train/trained_model.h"
 
 namespace fluxtrain {
 
@@ -21,12 +34,48 @@ struct TrainResult {
   nlohmann::json eval;  // final evaluation (empty if none)
 };
 
-// Runs `fluxtrain train` with a resolved configuration (see train_schema()).
-TrainResult train(const Config& config);
+struct TrainParts {
+  Pipeline pipeline;                    // transformer + text conditioner + autoencoder
+  std::unique_ptr<TrainedModel> model;  // the pipeline's transformer, as the method trains it
+  std::unique_ptr<Loader> data;
+  std::shared_ptr<const Dataset> validation;  // MLPerf validation samples (null: none)
+  std::unique_ptr<AdamW> optimizer;
+  std::unique_ptr<Ema> ema;  // null: no EMA
+  LrSchedule schedule;
+  std::shared_ptr<DistContext> dist;
+  int64_t resolution = 0;  // training image side in pixels
+};
 
-// A checkpoint directory from a user's path: a checkpoint itself (with manifest.json), or a run
-// directory, whose checkpoints/best (if prefer_best and present) or latest step is taken.
-std::string find_checkpoint(const std::string& path, bool prefer_best);
+class Trainer {
+ public:
+  Trainer(TrainParts parts, TrainOptions options, std::string run_dir, std::string config_yaml);
+  ~Trainer();
+  // A new run's state, or `from`'s with the weights, optimizer and EMA restored from it.
+  TrainState fresh_state() const;
+  TrainState restore(const ResumePoint& from);
+  // Trains from `state` to options.steps (or a stop, or the target validation loss), then runs
+  // the final evaluation.
+  TrainResult run(TrainState state);
+
+ private:
+  struct StepStats;
+  StepStats train_step(int64_t step);
+  double validate();
+  void save(const std::string& dir);
+  void sample_validation_prompts(int64_t step);
+  void final_evaluation(TrainResult& result);
+
+  TrainParts p_;
+  TrainOptions o_;
+  std::string run_dir_, config_yaml_;
+  TrainState state_;
+  int64_t image_tokens_ = 0, latent_side_ = 0;
+  double guidance_ = 0;
+};
+
+// `fluxtrain train` with the configuration the user gave: resumes when `resume` is set (with the
+// run's own configuration, see resume.h), builds the parts (train_spec.h) and runs.
+TrainResult train(const Config& config);
 
 // Installs SIGINT/SIGTERM handlers: the first signal asks the loop to stop after the current step
 // and write a checkpoint; a second one ends the process.

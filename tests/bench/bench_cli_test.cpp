@@ -235,8 +235,8 @@ TEST(BenchCli, SampleModeWithAModelPathTimesTheRealModel) {
   auto bad = run("bench --mode sample --model " + (dir / "missing").string() + " --dry_run");
   EXPECT_EQ(bad.code, 2);
   EXPECT_EQ(bad.out, "fluxtrain bench: error: --model: model '" + (dir / "missing").string() +
-                         "': expected a preset (tiny, tiny-px, tiny-guidance, flux-dev, "
-                         "flux-schnell) or a model directory/file\n");
+                         "': expected a preset (flux-dev, flux-schnell, tiny, tiny-guidance) or a "
+                         "model directory/file\n");
 }
 
 TEST(BenchCli, ShippedSweepsAreValidAndDryRunListsTheirPoints) {

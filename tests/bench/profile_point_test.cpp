@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "bench/train_point.h"
+#include "test_util.h"
 
 using namespace fluxtrain;
 namespace fs = std::filesystem;
@@ -21,7 +22,8 @@ TEST(ProfilePoint, ProfiledStepsComeAfterTheMeasuredOnes) {
   EXPECT_TRUE(has("--profile_steps=2"));
   EXPECT_FALSE(has("--steps=5"));
 
-  const fs::path p = fs::path(::testing::TempDir()) / "fluxtrain_profile_point_metrics.jsonl";
+  fluxtrain::testing::TempDir tmp;
+  const fs::path p = tmp.path() / "metrics.jsonl";
   std::ofstream(p) << "{\"type\":\"train\",\"step\":1,\"step_ms\":500}\n"
                       "{\"type\":\"train\",\"step\":2,\"step_ms\":100}\n"
                       "{\"type\":\"train\",\"step\":3,\"step_ms\":110}\n"

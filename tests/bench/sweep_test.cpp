@@ -153,7 +153,7 @@ TEST(Sweep, SampleModelIsAPresetOrAPathWithDefaultsFromItsFiles) {
   const std::string repo = (dir / "FLUX.1-tiny").string();
   fixtures::write_tiny_flux_repo(repo, fixtures::RepoLayout::kDiffusers, /*guidance=*/true, 1);
   EXPECT_TRUE(is_sample_model_path(repo));
-  EXPECT_FALSE(is_sample_model_path("tiny-px"));
+  EXPECT_FALSE(is_sample_model_path("tiny-guidance"));
   auto spec = spec_of("mode: sample\nmodel: [tiny, " + repo + "/]\n");
   auto points = expand_grid(spec);
   ASSERT_EQ(points.size(), 2u);
@@ -164,12 +164,13 @@ TEST(Sweep, SampleModelIsAPresetOrAPathWithDefaultsFromItsFiles) {
   EXPECT_EQ(c["resolution"], "1024");  // the defaults of a guidance-distilled (dev-like) model
   EXPECT_EQ(c["steps"], "28");
   EXPECT_EQ(error_of("mode: sample\nmodel: flux-pro\n"),
-            "sweep.yaml (line 2): model 'flux-pro': expected a preset (tiny, tiny-px, "
-            "tiny-guidance, flux-dev, flux-schnell) or a model directory/file");
+            "sweep.yaml (line 2): model 'flux-pro': expected a preset (flux-dev, flux-schnell, "
+            "tiny, tiny-guidance) or a model directory/file");
 }
 
 TEST(Sweep, CommandLineListsFlagsAndOverrides) {
-  const std::string path = ::testing::TempDir() + "/fluxtrain_sweep_test.yaml";
+  fluxtrain::testing::TempDir tmp;
+  const std::string path = tmp / "sweep.yaml";
   { std::ofstream(path) << "model: tiny\nprecision: [fp32, bf16]\nbatch_size: 4\n"; }
   auto entries = parse_bench_args({"--batch_size", "1,2", "--config", path, "--precision=bf16",
                                    "--stand_in_encoders", "--no-zero_init", "--warmup", "0"});

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "bench/environment.h"
+#include "test_util.h"
 
 using namespace fluxtrain;
 namespace fs = std::filesystem;
@@ -80,7 +81,8 @@ TEST(TrainPoint, LastErrorLineSkipsLaterProgressLines) {
 }
 
 TEST(TrainPoint, MeasuredStepsComeFromTrainRowsAfterWarmup) {
-  const fs::path p = fs::path(::testing::TempDir()) / "fluxtrain_bench_metrics.jsonl";
+  fluxtrain::testing::TempDir tmp;
+  const fs::path p = tmp.path() / "metrics.jsonl";
   std::ofstream(p) << R"({"type":"train","step":1,"step_ms":900.0}
 {"type":"train","step":2,"step_ms":110.0}
 {"type":"val","step":2,"val_loss":0.5}
@@ -92,8 +94,8 @@ TEST(TrainPoint, MeasuredStepsComeFromTrainRowsAfterWarmup) {
 }
 
 TEST(Subprocess, ExitCodesSignalsTimeoutsAndLogs) {
-  const std::string log = (fs::path(::testing::TempDir()) / "fluxtrain_bench_child.log").string();
-  fs::remove(log);
+  fluxtrain::testing::TempDir tmp;
+  const std::string log = tmp / "child.log";
   auto o = run_process({"/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"}, log);
   EXPECT_TRUE(o.exited);
   EXPECT_EQ(o.exit_code, 3);

@@ -58,9 +58,9 @@ TEST(Cli, UserErrorsAreOneLineWithExitCode2) {
        "fluxtrain train: error: device 'cuda:0': this build or machine has no CUDA device (use "
        "--device cpu)\n"},
       {"train --model flux-dev --device cpu",
-       "fluxtrain train: error: model 'flux-dev' needs its real text encoders and VAE, and "
-       "training does not load a model directory yet (`fluxtrain sample --model PATH` does); use "
-       "--model tiny (or --stand_in_encoders for benchmarks)\n"},
+       "fluxtrain train: error: model 'flux-dev' is a preset without weights: give --model a "
+       "FLUX.1 model path to fine-tune it, use --model tiny, or --stand_in_encoders for "
+       "benchmarks\n"},
       {"sample --prompt hi",
        "fluxtrain sample: error: give --checkpoint (a checkpoint or run directory) or --model (a "
        "FLUX.1 model), one of them\n"},

@@ -25,7 +25,8 @@ static ConfigSchema schema() {
 using fluxtrain::testing::error_of;
 
 TEST(Config, DefaultsFileAndFlagsInOrder) {
-  auto path = std::filesystem::temp_directory_path() / "fluxtrain_cfg_test.yaml";
+  fluxtrain::testing::TempDir tmp;
+  auto path = tmp.path() / "cfg.yaml";
   std::ofstream(path) << "steps: 7\nlr: 0.5\nname: fromfile\n";
   Config c(schema());
   EXPECT_EQ(c.i("steps"), 100);
@@ -117,4 +118,43 @@ TEST(Config, CommandLineSplitting) {
   Config c(schema());
   EXPECT_EQ(error_of([&] { parse_args(c, {"--frobnicate"}); }),
             "--frobnicate: unknown key 'frobnicate'");
+}
+
+TEST(Config, ListsFromYamlSequencesFlowListsAndSingleItems) {
+  ConfigSchema s = schema();
+  s.list("run", "prompts", "prompts");
+  Config c(s);
+  EXPECT_TRUE(c.list("prompts").empty());
+  EXPECT_EQ(c.text("prompts"), "[]");
+  c.load_yaml_string("prompts:\n  - a red circle, on the left\n  - \"b\"\n", "run.yaml");
+  EXPECT_EQ(c.list("prompts"), (std::vector<std::string>{"a red circle, on the left", "b"}));
+  EXPECT_TRUE(c.is_set("prompts"));
+  // A flag: a flow sequence, or one item (commas and all), or "" for none.
+  c.set("prompts", R"(["x, y", 'z'])", "--prompts");
+  EXPECT_EQ(c.list("prompts"), (std::vector<std::string>{"x, y", "z"}));
+  c.set("prompts", "one prompt, with a comma", "--prompts");
+  EXPECT_EQ(c.list("prompts"), (std::vector<std::string>{"one prompt, with a comma"}));
+  c.set("prompts", "", "--prompts");
+  EXPECT_TRUE(c.list("prompts").empty());
+  EXPECT_EQ(error_of([&] { c.set("prompts", "[a, [b]]", "--prompts"); }),
+            "--prompts: bad value '[a, [b]]' for 'prompts': expected a list of plain values");
+  // The saved config round-trips, and text() is what a flag would take.
+  c.set("prompts", R"(["p \"q\"", "r"])", "--prompts");
+  Config back(s);
+  back.load_yaml_string(c.to_yaml(), "config.yaml");
+  EXPECT_EQ(back.list("prompts"), c.list("prompts"));
+  Config again(s);
+  again.set("prompts", c.text("prompts"), "--prompts");
+  EXPECT_EQ(again.value("prompts"), c.value("prompts"));
+  EXPECT_EQ(error_of([&] { c.load_yaml_string("name: [a]\n", "run.yaml"); }),
+            "run.yaml (line 1): key 'name' must be a single value, not a list or mapping");
+}
+
+TEST(Config, OperationalKeysAreMarked) {
+  ConfigSchema s = schema();
+  EXPECT_TRUE(s.find("steps")->affects_results);
+  s.operational({"name"});
+  EXPECT_FALSE(s.find("name")->affects_results);
+  EXPECT_TRUE(s.find("lr")->affects_results);
+  EXPECT_THROW(s.operational({"nope"}), std::logic_error);
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "core/rng.h"
+#include "data/loader.h"
 #include "data/shape_test_util.h"
 
 using namespace fluxtrain;
@@ -106,11 +107,16 @@ TEST(ShapeJudge, IgnoresSpecksAndDimOrGreyBackgrounds) {
 
 TEST(ShapeJudge, ScoreSamples) {
   ShapesDataset ds("val", 32, 0, 4);
-  auto batch = ds.get_batch({0, 1, 2, 3});
-  auto wanted = batch.attrs;
+  std::vector<ShapeAttributes> wanted;
+  std::vector<torch::Tensor> drawn;
+  for (int64_t i = 0; i < 4; ++i) {
+    auto ex = ds.shape_example(i);
+    wanted.push_back(ex.attrs);
+    drawn.push_back(ex.image);
+  }
   wanted[1].colour = (wanted[1].colour + 1) % kNumColours;        // colour wrong
   wanted[2].position = (wanted[2].position + 1) % kNumPositions;  // position wrong
-  auto images = batch.images.clone();
+  auto images = torch::stack(drawn);
   images[3].fill_(-1.0f);  // nothing drawn
   auto score = score_samples(images, wanted);
   EXPECT_EQ(score.count, 4);
@@ -132,7 +138,7 @@ TEST(ShapeJudge, DatasetExamplesJudgeAsCaptioned) {
     ShapesDataset ds(split, 32, 11, 300);
     std::vector<int64_t> indices(300);
     for (int64_t i = 0; i < 300; ++i) indices[i] = i;
-    auto batch = ds.get_batch(indices);
+    auto batch = collate(ds, indices);
     std::vector<ShapeAttributes> wanted;
     for (const auto& c : batch.captions) wanted.push_back(*parse_caption(c));
     auto score = score_samples(batch.images, wanted);

@@ -7,6 +7,7 @@
 
 #include "core/errors.h"
 #include "core/rng.h"
+#include "data/loader.h"
 #include "test_util.h"
 
 using namespace fluxtrain;
@@ -126,7 +127,7 @@ TEST(ShapesDataset, DeterministicByIndex) {
   ShapesDataset a("train", 32, 7, 1000), b("train", 32, 7, 1000), other("train", 32, 8, 1000);
   ShapesDataset val("val", 32, 7, 1000);
   for (int64_t i : {0, 1, 57, 138, 139, 999}) {
-    auto x = a.get(i), y = b.get(i);
+    auto x = a.shape_example(i), y = b.shape_example(i);
     EXPECT_TRUE(torch::equal(x.image, y.image));
     EXPECT_EQ(x.caption, y.caption);
     EXPECT_EQ(x.attrs, y.attrs);
@@ -148,7 +149,7 @@ TEST(ShapesDataset, TrainPassesVisitEveryTrainingCombinationOnce) {
   for (int64_t pass = 0; pass < 3; ++pass) {
     std::set<int> seen;
     for (int64_t i = pass * n; i < (pass + 1) * n; ++i) {
-      auto ex = ds.get(i);
+      auto ex = ds.shape_example(i);
       EXPECT_FALSE(is_held_out(ex.attrs));
       EXPECT_EQ(parse_caption(ex.caption), ex.attrs);
       EXPECT_EQ(ex.timestep_index, i % 8);
@@ -160,7 +161,7 @@ TEST(ShapesDataset, TrainPassesVisitEveryTrainingCombinationOnce) {
   // A random order, different from the canonical one and from the next pass.
   EXPECT_NE(first_pass, train);
   int same = 0;
-  for (int64_t i = 0; i < n; ++i) same += ds.get(n + i).attrs == first_pass[i];
+  for (int64_t i = 0; i < n; ++i) same += ds.shape_example(n + i).attrs == first_pass[i];
   EXPECT_LT(same, n / 4);
 }
 
@@ -169,28 +170,37 @@ TEST(ShapesDataset, ValCyclesThroughHeldOutCombinations) {
   ShapesDataset ds("val", 32, 0, 64);
   EXPECT_EQ(ds.combinations(), held);
   for (int64_t i = 0; i < ds.size(); ++i) {
-    auto ex = ds.get(i);
+    auto ex = ds.shape_example(i);
     EXPECT_EQ(ex.attrs, held[i % held.size()]);
     EXPECT_TRUE(is_held_out(ex.attrs));
     EXPECT_EQ(ex.timestep_index, i % 8);
   }
 }
 
-TEST(ShapesDataset, BatchStacksExamples) {
-  ShapesDataset ds("train", 32, 5, 100);
-  auto batch = ds.get_batch({3, 9, 42});
-  ASSERT_EQ(batch.images.sizes(), (std::vector<int64_t>{3, 3, 32, 32}));
-  ASSERT_EQ(batch.timestep_indices.sizes(), (std::vector<int64_t>{3}));
-  EXPECT_EQ(batch.timestep_indices.scalar_type(), torch::kInt64);
-  ASSERT_EQ(batch.captions.size(), 3u);
-  const std::vector<int64_t> indices{3, 9, 42};
-  for (size_t k = 0; k < indices.size(); ++k) {
-    auto ex = ds.get(indices[k]);
-    EXPECT_TRUE(torch::equal(batch.images[k], ex.image));
-    EXPECT_EQ(batch.captions[k], ex.caption);
-    EXPECT_EQ(batch.attrs[k], ex.attrs);
-    EXPECT_EQ(batch.timestep_indices[k].item<int64_t>(), ex.timestep_index);
+TEST(ShapesDataset, IsADatasetOfImagesAndCaptions) {
+  ShapesDataset train("train", 32, 5, 100), val("val", 32, 5, 16);
+  for (int64_t i : {3, 9, 42}) {
+    const Example ex = train.get(i);
+    const ShapeExample shape = train.shape_example(i);
+    EXPECT_TRUE(torch::equal(ex.image, shape.image));
+    EXPECT_EQ(ex.caption, shape.caption);
+    EXPECT_EQ(ex.timestep_index, -1);  // training examples have no fixed timestep
+    EXPECT_EQ(ex.loss_weight, 1.0);
+    EXPECT_EQ(ex.key, fmt::format("shapes/train/{}", i));
   }
-  EXPECT_GE(batch.images.min().item<float>(), -1.0f);
-  EXPECT_LE(batch.images.max().item<float>(), 1.0f);
+  for (int64_t i = 0; i < val.size(); ++i) EXPECT_EQ(val.get(i).timestep_index, i % 8);
+  // The captions it can yield: its split's combinations and the empty one.
+  const auto captions = *val.captions();
+  EXPECT_EQ(captions.size(), ShapesDataset::held_out_combinations().size() + 1);
+  EXPECT_EQ(captions.back(), "");
+  EXPECT_EQ(captions.front(), shape_caption(ShapesDataset::held_out_combinations().front()));
+  EXPECT_FALSE(train.wants_shuffle());
+  // Collated: stacked in the order asked for.
+  auto batch = collate(train, {3, 9, 42});
+  ASSERT_EQ(batch.images.sizes(), (std::vector<int64_t>{3, 3, 32, 32}));
+  EXPECT_TRUE(torch::equal(batch.images[1], train.get(9).image));
+  EXPECT_EQ(batch.captions[2], train.get(42).caption);
+  EXPECT_EQ(batch.timestep_indices.scalar_type(), torch::kInt64);
+  EXPECT_TRUE(torch::equal(batch.loss_weights, torch::ones({3})));
+  EXPECT_EQ(batch.indices, (std::vector<int64_t>{3, 9, 42}));
 }

@@ -41,17 +41,17 @@ double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
   return scale == 0 ? diff : diff / scale;
 }
 
-struct FluxInputs {
+struct CheckpointInputs {
   torch::Tensor img, img_ids, txt, txt_ids, t, y, target;
 };
 
-FluxInputs random_inputs(const ModelPreset& preset, torch::ScalarType dtype,
-                         torch::Device device = torch::kCPU) {
+CheckpointInputs random_inputs(const ModelPreset& preset, torch::ScalarType dtype,
+                               torch::Device device = torch::kCPU) {
   torch::manual_seed(7);
   const int64_t B = 2, side = 4, Li = side * side, Lt = preset.max_text_tokens;
   const auto& f = preset.flux;
   auto opt = torch::TensorOptions().dtype(dtype);
-  FluxInputs in;
+  CheckpointInputs in;
   in.img = torch::randn({B, Li, f.in_channels}, opt).requires_grad_(true);
   in.txt = torch::randn({B, Lt, f.context_in_dim}, opt).requires_grad_(true);
   in.y = torch::randn({B, f.vec_in_dim}, opt).requires_grad_(true);
@@ -75,7 +75,7 @@ struct Grads {
   std::vector<torch::Tensor> inputs;
 };
 
-Grads loss_gradients(Flux& model, const FluxInputs& in, bool checkpointing,
+Grads loss_gradients(Flux& model, const CheckpointInputs& in, bool checkpointing,
                      torch::ScalarType autocast = torch::kFloat,
                      c10::DeviceType autocast_device = c10::DeviceType::CPU) {
   model->zero_grad();
@@ -85,7 +85,7 @@ Grads loss_gradients(Flux& model, const FluxInputs& in, bool checkpointing,
   torch::Tensor pred;
   {
     AutocastScope ac(autocast_device, autocast);
-    pred = model(in.img, in.img_ids, in.txt, in.txt_ids, in.t, in.y);
+    pred = model(FluxInputs{in.img, in.img_ids, in.txt, in.txt_ids, in.t, in.y});
   }
   EXPECT_EQ(has_checkpoint_node(pred), checkpointing);
   auto loss = (pred.to(in.target.scalar_type()) - in.target).pow(2).mean();
@@ -273,7 +273,7 @@ TEST(FluxCheckpointing, EvalAndNoGradPassesDoNotCheckpoint) {
   torch::manual_seed(3);
   Flux model(preset.flux);
   const auto in = random_inputs(preset, torch::kFloat);
-  auto call = [&] { return model(in.img, in.img_ids, in.txt, in.txt_ids, in.t, in.y); };
+  auto call = [&] { return model(FluxInputs{in.img, in.img_ids, in.txt, in.txt_ids, in.t, in.y}); };
   model->set_activation_checkpointing(false);
   model->train();
   const auto reference = call().detach();

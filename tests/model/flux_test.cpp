@@ -67,15 +67,15 @@ TEST(Flux, ForwardShapesAndGuidanceMatters) {
   auto img = torch::randn({B, Li, 8}), txt = torch::randn({B, Lt, 5});
   auto ids = image_ids(B, 4, 4, torch::kCPU), tids = text_ids(B, Lt, torch::kCPU);
   auto t = torch::tensor({0.3f, 0.9f}), y = torch::randn({B, 6});
-  auto out = model(img, ids, txt, tids, t, y, torch::tensor({1.f, 1.f}));
+  auto out = model(FluxInputs{img, ids, txt, tids, t, y, torch::tensor({1.f, 1.f})});
   EXPECT_EQ(out.sizes(), (std::vector<int64_t>{B, Li, 8}));
-  auto out2 = model(img, ids, txt, tids, t, y, torch::tensor({4.f, 4.f}));
+  auto out2 = model(FluxInputs{img, ids, txt, tids, t, y, torch::tensor({4.f, 4.f})});
   EXPECT_GT((out - out2).abs().max().item<float>(), 1e-4);
-  EXPECT_THROW(model(img, ids, txt, tids, t, y), c10::Error);
+  EXPECT_THROW(model(FluxInputs{img, ids, txt, tids, t, y}), c10::Error);
   // Batch items are independent.
-  auto single =
-      model(img.narrow(0, 1, 1), ids.narrow(0, 1, 1), txt.narrow(0, 1, 1), tids.narrow(0, 1, 1),
-            t.narrow(0, 1, 1), y.narrow(0, 1, 1), torch::tensor({1.f}));
+  auto single = model(FluxInputs{img.narrow(0, 1, 1), ids.narrow(0, 1, 1), txt.narrow(0, 1, 1),
+                                 tids.narrow(0, 1, 1), t.narrow(0, 1, 1), y.narrow(0, 1, 1),
+                                 torch::tensor({1.f})});
   EXPECT_LT((single[0] - out[1]).abs().max().item<float>(), 1e-5);
 }
 
@@ -100,7 +100,7 @@ TEST(Flux, GradientsOfTheTinyModelMatchFloat64FiniteDifferences) {
   auto t = torch::tensor({0.3, 0.7}, opt), y = torch::randn({B, 6}, opt),
        g = torch::tensor({2.0, 3.0}, opt);
   auto w = torch::randn({B, Li, 8}, opt);
-  auto loss_fn = [&] { return (model(img, ids, txt, tids, t, y, g) * w).sum(); };
+  auto loss_fn = [&] { return (model(FluxInputs{img, ids, txt, tids, t, y, g}) * w).sum(); };
   auto loss = loss_fn();
   loss.backward();
   // Check d loss / d p for a sample of entries in every parameter tensor and in the input.
@@ -113,7 +113,8 @@ TEST(Flux, GradientsOfTheTinyModelMatchFloat64FiniteDifferences) {
     auto flat = p.view(-1);
     auto grad = p.grad().view(-1);
     for (int64_t j : {int64_t{0}, flat.numel() / 2, flat.numel() - 1}) {
-      const double eps = 1e-5, orig = flat[j].item<double>();  // central differences: O(eps^2) error
+      const double eps = 1e-5,
+                   orig = flat[j].item<double>();  // central differences: O(eps^2) error
       flat[j] = orig + eps;
       double up = loss_fn().item<double>();
       flat[j] = orig - eps;
@@ -143,4 +144,59 @@ TEST(Latents, PatchifyLayoutAndInverse) {
   auto ids = image_ids(1, 6, 8, torch::kCPU);
   EXPECT_TRUE(torch::equal(ids[0][5], torch::tensor({0.f, 1.f, 1.f})));
   EXPECT_TRUE(torch::equal(ids[0][11], torch::tensor({0.f, 2.f, 3.f})));
+}
+
+TEST(Flux, ControlResidualsAreAddedAfterTheirBlocks) {
+  // Three double and three single blocks with two residuals each: as diffusers indexes them,
+  // residual i / ceil(3 / 2) follows block i, so blocks 0 and 1 get residual 0 and block 2
+  // residual 1; single-block residuals go to the image part of [txt, img] only.
+  torch::manual_seed(5);
+  auto p = micro(false);
+  p.depth = 3;
+  p.depth_single_blocks = 3;
+  Flux model(p);
+  {
+    torch::NoGradGuard ng;  // non-zero modulations so that every block does something
+    for (auto& w : model->parameters()) w.add_(torch::randn_like(w) * 0.1);
+  }
+  torch::NoGradGuard ng;
+  const int64_t B = 2, Li = 4, Lt = 3, H = p.hidden_size;
+  FluxInputs in{torch::randn({B, Li, 8}),    image_ids(B, 4, 4, torch::kCPU),
+                torch::randn({B, Lt, 5}),    text_ids(B, Lt, torch::kCPU),
+                torch::tensor({0.3f, 0.9f}), torch::randn({B, 6})};
+  const auto plain = model->forward(in);
+  // No residuals and all-zero residuals: the plain output.
+  FluxInputs zeros = in;
+  zeros.double_block_residuals = {torch::zeros({B, Li, H}), torch::zeros({B, Li, H})};
+  zeros.single_block_residuals = {torch::zeros({B, Li, H})};
+  EXPECT_TRUE(torch::equal(model->forward(zeros), plain));
+
+  FluxInputs control = in;
+  control.double_block_residuals = {torch::randn({B, Li, H}), torch::randn({B, Li, H})};
+  control.single_block_residuals = {torch::randn({B, Li, H}), torch::randn({B, Li, H})};
+  // The same pass written out block by block.
+  auto img = model->img_in(in.img);
+  auto vec = model->time_in(timestep_embedding(in.timesteps, 256)) + model->vector_in(in.y);
+  auto txt = model->txt_in(in.txt);
+  auto pe = rope_nd(torch::cat({in.txt_ids, in.img_ids}, 1), p.axes_dim, p.theta);
+  const int64_t double_for[3] = {0, 0, 1}, single_for[3] = {0, 0, 1};
+  for (int64_t i = 0; i < 3; ++i) {
+    std::tie(img, txt) =
+        model->double_blocks->ptr<DoubleStreamBlockImpl>(i)->forward(img, txt, vec, pe);
+    img = img + control.double_block_residuals[double_for[i]];
+  }
+  auto x = torch::cat({txt, img}, 1);
+  for (int64_t i = 0; i < 3; ++i) {
+    x = model->single_blocks->ptr<SingleStreamBlockImpl>(i)->forward(x, vec, pe);
+    x = torch::cat(
+        {x.narrow(1, 0, Lt), x.narrow(1, Lt, Li) + control.single_block_residuals[single_for[i]]},
+        1);
+  }
+  const auto expected = model->final_layer(x.narrow(1, Lt, Li), vec);
+  const auto got = model->forward(control);
+  EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-6));
+  EXPECT_GT((got - plain).abs().max().item<float>(), 1e-3);
+  // More residuals than blocks is a bug in the caller.
+  control.single_block_residuals.resize(4, torch::zeros({B, Li, H}));
+  EXPECT_THROW(model->forward(control), c10::Error);
 }

@@ -465,8 +465,8 @@ TEST(FluxWeights, BothLayoutsLoadTheSameModel) {
     auto ids = image_ids(B, 8, 8, torch::kCPU), tids = text_ids(B, Lt, torch::kCPU);
     std::optional<torch::Tensor> g;
     if (guidance) g = torch::tensor({3.5f, 1.f});
-    auto out_a = a->forward(img, ids, txt, tids, t, y, g);
-    auto out_b = b->forward(img, ids, txt, tids, t, y, g);
+    auto out_a = a->forward(FluxInputs{img, ids, txt, tids, t, y, g});
+    auto out_b = b->forward(FluxInputs{img, ids, txt, tids, t, y, g});
     EXPECT_TRUE(torch::equal(out_a, out_b));
     EXPECT_GT(out_a.abs().max().item<float>(), 0.f);
     // read_flux_tensors_bfl gives the same tensors, in the requested dtype.

@@ -42,9 +42,9 @@ TEST(Pipeline, PresetsNeedingRealEncodersAreRefusedUnlessStandIns) {
   // zero_init: the untrained model predicts zero velocity.
   auto tokens = p.images_to_tokens(torch::rand({1, 3, 32, 32}) * 2 - 1);
   auto cond = p.text->encode({"a red circle"}, torch::kCPU);
-  auto v =
-      p.transformer(tokens, image_ids(1, 16, 16, torch::kCPU), cond.txt,
-                    text_ids(1, cond.txt.size(1), torch::kCPU), torch::tensor({0.5f}), cond.vec);
+  auto v = p.transformer(FluxInputs{tokens, image_ids(1, 16, 16, torch::kCPU), cond.txt,
+                                    text_ids(1, cond.txt.size(1), torch::kCPU),
+                                    torch::tensor({0.5f}), cond.vec});
   EXPECT_EQ(v.abs().max().item<float>(), 0.0f);
 }
 

@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "test_util.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 
@@ -140,9 +141,9 @@ TEST(Profiler, RealProfileCountsKnownOps) {
 }
 
 TEST(Profiler, TrainingWithProfileStepsWritesProfileAndKeepsLosses) {
-  auto run = [](const std::string& name, const std::string& profile_steps) {
-    const fs::path out = fs::temp_directory_path() / ("fluxtrain_profiler_test_" + name);
-    fs::remove_all(out);
+  fluxtrain::testing::TempDir tmp;
+  auto run = [&](const std::string& name, const std::string& profile_steps) {
+    const fs::path out = tmp.path() / name;
     Config c(train_schema());
     parse_args(c, {"--output_dir",       out.string(), "--batch_size",  "4", "--steps",      "4",
                    "--warmup_steps",     "1",          "--val_samples", "0", "--final_eval", "none",

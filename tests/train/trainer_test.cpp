@@ -10,6 +10,7 @@
 
 #include "core/errors.h"
 #include "io/checkpoint.h"
+#include "test_util.h"
 #include "train/train_config.h"
 
 using namespace fluxtrain;
@@ -17,12 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fresh_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("fluxtrain_trainer_test_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using fluxtrain::testing::TempDir;
 
 Config small_config(const fs::path& out, std::vector<std::string> extra = {}) {
   Config c(train_schema());
@@ -49,17 +45,17 @@ std::vector<nlohmann::json> read_rows(const fs::path& run, const std::string& ty
 }  // namespace
 
 TEST(Trainer, LossFallsOnShapes) {
-  auto out = fresh_dir("falls");
-  auto r =
-      train(small_config(out, {"--steps", "40", "--batch_size", "16", "--lr", "2e-3", "--val_every",
-                               "320", "--ckpt_every", "10", "--keep_last", "2"}));
+  TempDir out;
+  auto r = train(
+      small_config(out.path(), {"--steps", "40", "--batch_size", "16", "--lr", "2e-3",
+                                "--val_every", "20", "--ckpt_every", "10", "--keep_last", "2"}));
   auto rows = read_rows(r.run_dir, "train");
   ASSERT_EQ(rows.size(), 40u);
   double first = 0, last = 0;
   for (int i = 0; i < 5; ++i) first += rows[i]["loss"].get<double>() / 5;
   for (int i = 35; i < 40; ++i) last += rows[i]["loss"].get<double>() / 5;
   EXPECT_LT(last, 0.6 * first) << "first " << first << " last " << last;
-  // Validation every 320 samples (every 20 steps) and at the end; the best checkpoint exists.
+  // Validation every 20 steps and at the end; the best checkpoint exists.
   auto vals = read_rows(r.run_dir, "val");
   ASSERT_EQ(vals.size(), 2u);
   EXPECT_EQ(vals[0]["step"], 20);
@@ -80,11 +76,35 @@ TEST(Trainer, LossFallsOnShapes) {
   std::getline(csv, header);
   EXPECT_EQ(header, "step,samples,loss,lr,grad_norm,samples_per_s,step_ms,val_loss");
   EXPECT_TRUE(fs::exists(fs::path(r.run_dir) / "config.yaml"));
+  // The console log is in the run directory too.
+  std::ifstream log(fs::path(r.run_dir) / "train.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("# resolved config"), std::string::npos);
+  EXPECT_NE(text.find("step 40/40 | loss"), std::string::npos);
+  EXPECT_NE(text.find("validation loss"), std::string::npos);
+}
+
+TEST(Trainer, ValidationEverySamplesCountsSamples) {
+  // MLPerf counts samples: every 48 samples at batch 16 is every 3 steps; with grad_accum 2
+  // (32 samples a step) validation falls due at steps 2 (64 >= 48), 3 (96) and 5 (160 >= 144).
+  TempDir out;
+  auto r = train(small_config(out.path(), {"--steps", "5", "--batch_size", "16", "--grad_accum",
+                                           "2", "--val_every_samples", "48"}));
+  std::vector<int64_t> steps;
+  for (const auto& v : read_rows(r.run_dir, "val")) steps.push_back(v["step"].get<int64_t>());
+  EXPECT_EQ(steps, (std::vector<int64_t>{2, 3, 5}));
+  // Both intervals at once is refused.
+  EXPECT_NE(fluxtrain::testing::error_of([&] {
+              train(small_config(out.path(), {"--val_every", "2", "--val_every_samples", "48"}));
+            }).find("give one validation interval"),
+            std::string::npos);
 }
 
 TEST(Trainer, ResumeIsBitIdentical) {
-  // 2N steps straight vs N steps, then resume to 2N: same losses, same weights, bit for bit.
-  // Accumulation, caption dropout and a guidance-embedding model exercise every random stream.
+  // 6 steps straight vs a run that died after its step-3 checkpoint, resumed from its run
+  // directory alone (its own configuration): same losses, same weights, bit for bit.
+  // Accumulation, caption dropout, EMA and a guidance-embedding model exercise every random
+  // stream and every file of the checkpoint.
   std::vector<std::string> common = {"--grad_accum",
                                      "2",
                                      "--caption_dropout",
@@ -94,24 +114,27 @@ TEST(Trainer, ResumeIsBitIdentical) {
                                      "--timestep_sampling",
                                      "flux_shift",
                                      "--val_every",
-                                     "24",
+                                     "2",
                                      "--ckpt_every",
-                                     "3"};
-  auto out = fresh_dir("resume");
-  auto straight_cfg = small_config(out / "a", common);
-  auto straight = train(straight_cfg);
-  auto half = common;
-  half.insert(half.end(), {"--steps", "3"});
-  auto first = train(small_config(out / "b", half));
-  // A run that crashed after its checkpoint may have written rows past it: resume drops them.
+                                     "3",
+                                     "--keep_last",
+                                     "0",
+                                     "--ema_decay",
+                                     "0.9"};
+  TempDir out;
+  auto straight = train(small_config(out.path() / "a", common));
+  auto first = train(small_config(out.path() / "b", common));
+  // Make it a run that died after step 3: the step-6 checkpoint never happened, and rows past
+  // the checkpoint were written before the end.
+  const fs::path run_b = first.run_dir;
+  fs::remove_all(run_b / "checkpoints" / "step-6");
   {
-    std::ofstream(fs::path(first.run_dir) / "metrics.jsonl", std::ios::app)
-        << "{\"type\":\"train\",\"step\":4,\"loss\":9}\n";
+    std::ofstream(run_b / "metrics.jsonl", std::ios::app)
+        << "{\"type\":\"train\",\"step\":7,\"loss\":9}\n";
   }
-  auto resumed_args = common;
-  resumed_args.insert(resumed_args.end(),
-                      {"--resume", (fs::path(first.run_dir) / "checkpoints" / "step-3").string()});
-  auto resumed = train(small_config(out / "b", resumed_args));
+  Config resume_only(train_schema());
+  parse_args(resume_only, {"--resume", run_b.string()});
+  auto resumed = train(resume_only);
   EXPECT_EQ(resumed.run_dir, first.run_dir);
   EXPECT_EQ(resumed.steps, 6);
   auto a = read_rows(straight.run_dir, "train"), b = read_rows(resumed.run_dir, "train");
@@ -128,7 +151,7 @@ TEST(Trainer, ResumeIsBitIdentical) {
     EXPECT_EQ(va[i]["val_loss"].get<double>(), vb[i]["val_loss"].get<double>());
   auto ca = load_checkpoint_dir((fs::path(straight.run_dir) / "checkpoints" / "step-6").string());
   auto cb = load_checkpoint_dir((fs::path(resumed.run_dir) / "checkpoints" / "step-6").string());
-  for (const std::string file : {"model.safetensors", "optimizer.safetensors"}) {
+  for (const std::string file : {"model.safetensors", "optimizer.safetensors", "ema.safetensors"}) {
     const auto& fa = ca.file(file);
     const auto& fb = cb.file(file);
     ASSERT_EQ(fa.names(), fb.names());
@@ -136,6 +159,17 @@ TEST(Trainer, ResumeIsBitIdentical) {
       EXPECT_TRUE(torch::equal(fa.load(n), fb.load(n))) << file << " " << n;
   }
   EXPECT_EQ(ca.state["samples_seen"], cb.state["samples_seen"]);
+  // The resume is on record: in the checkpoint's state and in config.yaml, which still holds the
+  // run's original configuration.
+  ASSERT_EQ(cb.state["resumes"].size(), 1u);
+  EXPECT_EQ(cb.state["resumes"][0]["step"], 3);
+  std::ifstream cfg(run_b / "config.yaml");
+  const std::string yaml((std::istreambuf_iterator<char>(cfg)), std::istreambuf_iterator<char>());
+  EXPECT_NE(yaml.find("# resumed "), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("step-3 (step 3): no changes"), std::string::npos) << yaml;
+  Config reread(train_schema());
+  reread.load_yaml_string(yaml, "config.yaml");
+  EXPECT_EQ(reread.s("model"), "tiny-guidance");
 }
 
 TEST(Trainer, GradientCheckpointingTrainsTheSame) {
@@ -147,7 +181,8 @@ TEST(Trainer, GradientCheckpointingTrainsTheSame) {
   // a visible step; weights are compared in fp32 only, where the rounding is far below that (a
   // block with wrong or missing gradients would differ by ~lr = 1e-3). Without zero_init, so
   // that the modulations, and the gradients through vec, are not zero.
-  auto out = fresh_dir("checkpointing");
+  TempDir tmp;
+  const fs::path out = tmp.path();
   for (const std::string precision : {"fp32", "bf16"}) {
     // Relative tolerances for step 1 and step 2 (after one update that rounding has moved):
     // measured fp32 5e-9, 5e-9; bf16 7.5e-6, 2e-4.
@@ -183,7 +218,8 @@ TEST(Trainer, GradientCheckpointingTrainsTheSame) {
 }
 
 TEST(Trainer, Bf16AutocastAndBf16WeightsTrain) {
-  auto out = fresh_dir("bf16");
+  TempDir tmp;
+  const fs::path out = tmp.path();
   auto r = train(small_config(out, {"--steps", "3", "--precision", "bf16"}));
   EXPECT_TRUE(std::isfinite(r.last_loss));
   auto w = train(small_config(out, {"--steps", "3", "--precision", "bf16", "--weights", "bf16",
@@ -197,40 +233,31 @@ TEST(Trainer, Bf16AutocastAndBf16WeightsTrain) {
 }
 
 TEST(Trainer, TargetValidationLossStopsTraining) {
-  auto out = fresh_dir("target");
-  auto r =
-      train(small_config(out, {"--steps", "50", "--val_every", "8", "--target_val_loss", "100"}));
+  TempDir tmp;
+  auto r = train(
+      small_config(tmp.path(), {"--steps", "50", "--val_every", "1", "--target_val_loss", "100"}));
   EXPECT_TRUE(r.reached_target);
   EXPECT_EQ(r.steps, 1);
 }
 
 TEST(Trainer, BadResumeAndCorruptCheckpointsAreUserErrors) {
-  auto out = fresh_dir("errors");
+  TempDir tmp;
+  const fs::path out = tmp.path();
   auto r = train(small_config(out, {"--steps", "2"}));
   const auto ckpt = fs::path(r.run_dir) / "checkpoints" / "step-2";
-  auto message = [&](std::vector<std::string> args) -> std::string {
-    try {
-      train(small_config(out, args));
-    } catch (const UserError& e) {
-      return e.what();
-    }
-    return "";
+  auto message = [&](std::vector<std::string> args) {
+    return fluxtrain::testing::error_of([&] { train(small_config(out, args)); });
   };
-  // Wrong model for the checkpoint.
-  EXPECT_NE(message({"--steps", "4", "--model", "tiny-guidance", "--resume", ckpt.string()})
-                .find("checkpoint is of model 'tiny', but model is 'tiny-guidance'"),
-            std::string::npos);
   // Nothing left to do.
   EXPECT_NE(message({"--steps", "2", "--resume", ckpt.string()}).find("nothing to do"),
             std::string::npos);
-  // A truncated model file.
+  // A truncated model file, asked for by name: an error naming it (no fallback).
   const auto model = ckpt / "model.safetensors";
   fs::resize_file(model, fs::file_size(model) - 100);
-  auto m = message({"--steps", "4", "--resume", ckpt.string()});
+  auto m = message({"--resume", ckpt.string()});
   EXPECT_NE(m.find("model.safetensors"), std::string::npos) << m;
   EXPECT_NE(m.find("truncated"), std::string::npos) << m;
   // Not a checkpoint at all.
-  EXPECT_NE(
-      message({"--steps", "4", "--resume", out.string()}).find("expected a checkpoint directory"),
-      std::string::npos);
+  EXPECT_NE(message({"--resume", out.string()}).find("expected a checkpoint directory"),
+            std::string::npos);
 }

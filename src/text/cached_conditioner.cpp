@@ -1,0 +1,71 @@
+// Memoised text conditioning (see cached_conditioner.h).
+#include "text/cached_conditioner.h"
+
+#include <unordered_set>
+
+#include "core/log.h"
+#include "core/torch_compat.h"
+
+namespace fluxtrain {
+
+CachedTextConditioner::CachedTextConditioner(std::shared_ptr<TextConditioner> encoder,
+                                             Loader reload, torch::ScalarType storage_dtype,
+                                             int64_t batch)
+    : encoder_(std::move(encoder)),
+      reload_(std::move(reload)),
+      storage_dtype_(storage_dtype),
+      batch_(std::max<int64_t>(1, batch)),
+      context_dim_(encoder_->context_dim()),
+      vec_dim_(encoder_->vec_dim()),
+      max_tokens_(encoder_->max_tokens()),
+      name_(encoder_->name()) {}
+
+void CachedTextConditioner::encode_missing(const std::vector<std::string>& prompts) {
+  std::vector<std::string> missing;
+  std::unordered_set<std::string> seen;
+  for (const auto& p : prompts)
+    if (!cache_.count(p) && seen.insert(p).second) missing.push_back(p);
+  if (missing.empty()) return;
+  if (!encoder_) {
+    log_warn("text encoders: {} prompt(s) not encoded up front (e.g. '{}'): loading {} again",
+             missing.size(), missing.front(), name_);
+    encoder_ = reload_();
+  }
+  for (size_t start = 0; start < missing.size(); start += static_cast<size_t>(batch_)) {
+    const size_t end = std::min(missing.size(), start + static_cast<size_t>(batch_));
+    std::vector<std::string> part(missing.begin() + start, missing.begin() + end);
+    TextEmbeddings e = encoder_->encode(part, torch::kCPU);
+    for (size_t i = 0; i < part.size(); ++i) {
+      const auto k = static_cast<int64_t>(i);
+      cache_.emplace(part[i], std::make_pair(e.txt[k].to(storage_dtype_).clone(),
+                                             e.vec[k].to(storage_dtype_).clone()));
+    }
+  }
+}
+
+TextEmbeddings CachedTextConditioner::encode(const std::vector<std::string>& prompts,
+                                             torch::Device device) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  encode_missing(prompts);
+  std::vector<torch::Tensor> txt, vec;
+  for (const auto& p : prompts) {
+    const auto& [t, v] = cache_.at(p);
+    txt.push_back(t);
+    vec.push_back(v);
+  }
+  return {torch::stack(txt).to(device, torch::kFloat), torch::stack(vec).to(device, torch::kFloat)};
+}
+
+void CachedTextConditioner::precompute(const std::vector<std::string>& prompts) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  encode_missing(prompts);
+}
+
+void CachedTextConditioner::release_encoder() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!reload_ || !encoder_) return;
+  encoder_.reset();
+  compat::empty_cuda_cache();
+}
+
+}  // namespace fluxtrain

@@ -1,0 +1,110 @@
+// TrainOptions from a resolved configuration (see train_options.h).
+#include "train/train_options.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/device.h"
+#include "core/errors.h"
+#include "model/presets.h"
+
+namespace fluxtrain {
+namespace fs = std::filesystem;
+
+static bool is_preset(const std::string& name) {
+  const auto presets = model_preset_names();
+  return std::find(presets.begin(), presets.end(), name) != presets.end();
+}
+
+void normalise_model_path(Config& c) {
+  const std::string& m = c.s("model");
+  if (!m.empty() && !is_preset(m) && looks_like_model_path(m))
+    c.set("model", fs::absolute(m).lexically_normal().string(), "--model");
+}
+
+TrainOptions TrainOptions::from_config(const Config& c) {
+  TrainOptions o;
+  o.name = c.s("name");
+  o.output_dir = c.s("output_dir");
+  o.seed = static_cast<uint64_t>(c.i("seed"));
+  o.device = parse_device(c.s("device"));
+  o.threads = c.i("threads");
+  o.log_every = c.i("log_every");
+  o.profile_steps = c.i("profile_steps");
+  o.resume = c.s("resume");
+  o.override_changes = c.b("override");
+
+  o.model = c.s("model");
+  if (o.model.empty()) user_error("--model: expected a preset name or a model path");
+  o.model_is_path = !is_preset(o.model);
+  if (o.model_is_path && !looks_like_model_path(o.model))
+    user_error(
+        "model '{}': expected a preset ({}) or a model path, and there is no such file or "
+        "directory",
+        o.model, fmt::join(model_preset_names(), ", "));
+  if (o.model_is_path) o.model = fs::absolute(o.model).lexically_normal().string();
+  o.overrides = {c.s("transformer"),    c.s("vae"),       c.s("text_encoder"),
+                 c.s("text_encoder_2"), c.s("tokenizer"), c.s("tokenizer_2")};
+  for (const std::string key :
+       {"transformer", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"})
+    if (!o.model_is_path && !c.s(key).empty())
+      user_error("--{}: only with a model path, and model '{}' is a preset", key, o.model);
+  o.method = "full";  // every parameter of the selected blocks (LoRA and ControlNet come next)
+  o.train_blocks = c.list("train_blocks");
+  o.save_frozen = c.b("save_frozen");
+  o.precision = parse_precision(c.s("precision"));
+  o.weights = parse_precision(c.s("weights"));
+  if (o.weights != torch::kFloat && o.precision != o.weights)
+    user_error("weights: bf16 weights need --precision bf16");
+  o.gradient_checkpointing = c.b("gradient_checkpointing");
+  o.zero_init = c.b("zero_init");
+  o.stand_in_encoders = c.b("stand_in_encoders");
+  if (o.model_is_path && o.stand_in_encoders)
+    user_error("--stand_in_encoders: a model path brings its own encoders");
+
+  o.dataset = c.s("dataset");
+  o.resolution = c.i("resolution");
+  o.dataset_size = c.i("dataset_size");
+  o.caption_dropout = c.f("caption_dropout");
+
+  o.steps = c.i("steps");
+  o.batch_size = c.i("batch_size");
+  o.grad_accum = c.i("grad_accum");
+  o.lr = c.f("lr");
+  o.adamw = {c.f("beta1"), c.f("beta2"), c.f("eps"), c.f("weight_decay"),
+             parse_precision(c.s("optimizer_state"))};
+  o.schedule = {c.s("lr_schedule"), o.lr, c.i("warmup_steps"), o.steps, c.f("min_lr_ratio")};
+  o.ema_decay = c.f("ema_decay");
+  o.max_grad_norm = c.f("max_grad_norm");
+  o.timesteps = {parse_timestep_sampling(c.s("timestep_sampling")), c.f("logit_mean"),
+                 c.f("logit_std"), c.f("shift")};
+  o.guidance = c.f("guidance");
+
+  o.val_every = c.i("val_every");
+  o.val_every_samples = c.i("val_every_samples");
+  if (o.val_every > 0 && o.val_every_samples > 0)
+    user_error(
+        "val_every {} and val_every_samples {}: give one validation interval (steps, or samples "
+        "for MLPerf)",
+        o.val_every, o.val_every_samples);
+  o.val_samples = c.i("val_samples");
+  o.target_val_loss = c.f("target_val_loss");
+  o.validation_prompts = c.list("validation_prompts");
+  o.sample_every = c.i("sample_every");
+  if (o.sample_every > 0 && o.validation_prompts.empty())
+    user_error("sample_every {}: there are no validation_prompts to sample", o.sample_every);
+
+  o.save_checkpoints = c.b("save_checkpoints");
+  o.save_best = c.b("save_best");
+  o.ckpt_every = c.i("ckpt_every");
+  o.keep_last = c.i("keep_last");
+
+  o.final_eval = c.s("final_eval");
+  o.eval_images_per_caption = c.i("eval_images_per_caption");
+  o.sample_steps = c.i("sample_steps");
+  o.sample_seed = static_cast<uint64_t>(c.i("sample_seed"));
+  o.cfg_scale = c.f("cfg_scale");
+  return o;
+}
+
+}  // namespace fluxtrain

@@ -1,0 +1,77 @@
+// The typed options of `fluxtrain train`, read from the resolved configuration once (as the
+// libtorch examples' Options structs are): nothing below the command reads a config key by name.
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "sample/model_files.h"
+#include "train/flow_matching.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+
+namespace fluxtrain {
+
+struct TrainOptions {
+  // run
+  std::string name, output_dir;
+  uint64_t seed = 0;
+  torch::Device device = torch::kCPU;
+  int64_t threads = 0, log_every = 10, profile_steps = 0;
+  std::string resume;
+  bool override_changes = false;
+
+  // model
+  std::string model;             // a preset name, or a model path (absolute)
+  bool model_is_path = false;    // looks_like_model_path(model)
+  ModelFileOverrides overrides;  // with a model path
+  std::string method = "full";
+  std::vector<std::string> train_blocks;  // name patterns; empty = all
+  bool save_frozen = false;
+  torch::ScalarType precision = torch::kFloat, weights = torch::kFloat;
+  bool gradient_checkpointing = false, zero_init = true, stand_in_encoders = false;
+
+  // data
+  std::string dataset = "shapes";
+  int64_t resolution = 0;  // 0 = the model's default
+  int64_t dataset_size = 0;
+  double caption_dropout = 0;
+
+  // optimisation
+  int64_t steps = 0, batch_size = 1, grad_accum = 1;
+  double lr = 0;
+  AdamWOptions adamw;
+  LrSchedule schedule;
+  double ema_decay = 0, max_grad_norm = 0;
+  TimestepOptions timesteps;
+  double guidance = -1;  // -1: the model's training default
+
+  // validation
+  int64_t val_every = 0, val_every_samples = 0, val_samples = 0;
+  double target_val_loss = 0;
+  std::vector<std::string> validation_prompts;
+  int64_t sample_every = 0;
+
+  // checkpoints
+  bool save_checkpoints = true, save_best = true;
+  int64_t ckpt_every = 0, keep_last = 0;
+
+  // evaluation (and the sampling defaults a checkpoint records)
+  std::string final_eval = "auto";
+  int64_t eval_images_per_caption = 2, sample_steps = 0;
+  uint64_t sample_seed = 0;
+  double cfg_scale = 1;
+
+  // UserError for combinations that cannot work (bf16 weights with fp32 compute, both validation
+  // intervals, a model path with random-init keys, ...).
+  static TrainOptions from_config(const Config& config);
+};
+
+// Makes a model path in `config` absolute (so a resumed run, sample and convert find it from any
+// directory); preset names are left alone.
+void normalise_model_path(Config& config);
+
+}  // namespace fluxtrain
