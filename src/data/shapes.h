@@ -59,11 +59,12 @@ std::string shape_caption(const ShapeAttributes& attrs);
 std::optional<ShapeAttributes> parse_caption(const std::string& caption);
 
 // One shape, float32 [3, S, S] in [-1, 1] on black (-1), anti-aliased (4x4 supersampling). Random
-// jitter from gen: size (circle diameter 0.22-0.30 S; square side 0.9x, triangle base 1.05x and
-// height 0.95x that) and the centroid within +-0.05 S of its cell's centre, moved inward where the
-// shape would come closer than 1 px (0.04 S above 25 px) to the image border; the centroid stays
-// >= 0.1 S (0.08 S at S = 16) inside its cell. Triangles point up. Meant for S >= 16 (judged
-// exactly from 32 up); throws UserError for image_size < 8.
+// jitter from gen: size (circle diameter 0.33-0.36 S, about a grid cell; square side 1x, triangle
+// base 1.05x and height 0.95x that) and the centroid within +-0.02 S of its cell's centre, moved
+// inward where the shape would come closer than 1 px (0.04 S above 25 px) to the image border; the
+// centroid stays >= 0.11 S (0.09 S at S = 16) inside its cell, except for triangles in the top
+// row, whose centroid sits low: >= 0.065 S (0.04 S at S = 16). Triangles point up. Meant for
+// S >= 16 (judged exactly from 32 up); throws UserError for image_size < 8.
 torch::Tensor render_shape(const ShapeAttributes& attrs, int64_t image_size, at::Generator& gen);
 
 struct ShapeExample {
