@@ -11,6 +11,10 @@ packages=(
   libfmt-dev              # formatting
   libstb-dev              # PNG/JPEG decode and encode
   libicu-dev              # Unicode normalisation and character classes (CLIP tokenizer)
+  libwebp-dev             # WebP decode (image datasets)
+  libsnappy-dev libzstd-dev  # parquet page decompression (Hugging Face datasets)
+  zlib1g-dev              # gzip (Fashion-MNIST's IDX files), parquet's gzip pages
+  dataset-fashion-mnist   # a real dataset a new user can train on without a download
   libgtest-dev googletest # tests
 )
 missing=()

@@ -8,7 +8,7 @@
 #include <map>
 #include <set>
 
-#include "bench/svg_chart.h"
+#include "io/svg_chart.h"
 
 namespace fluxtrain {
 namespace {
@@ -82,8 +82,9 @@ std::string charts(const BenchResults& r, const std::string& what, const std::st
   for (const auto& chart : chart_order) {
     ChartSpec spec;
     spec.title = what + " \xe2\x80\x94 " + chart;
-    spec.x_label = r.spec.mode == "train" ? "batch size (images per step)"
-                                          : "batch size (images per generation)";
+    spec.x_label = r.spec.mode == "train"  ? "batch size (images per step)"
+                   : r.spec.mode == "data" ? "batch size (examples per batch)"
+                                           : "batch size (images per generation)";
     spec.y_label = y_label;
     for (const auto& label : series_order[chart]) spec.series.push_back(by_chart[chart][label]);
     out += "<figure>" + svg_line_chart(spec) + "</figure>\n";

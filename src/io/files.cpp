@@ -3,9 +3,11 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -121,6 +123,55 @@ std::string parent_dir(const std::string& path) {
   while (p.has_relative_path() && p.filename().empty()) p = p.parent_path();  // "a/b/" -> "a/b"
   fs::path parent = p.parent_path();
   return parent.empty() ? std::string(".") : parent.string();
+}
+
+OpenedFile open_regular_file(const std::string& path, const std::string& what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) user_error("{}: no such file", path);
+    user_error("{}: cannot open ({})", path, std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    user_error("{}: cannot stat ({})", path, std::strerror(err));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    user_error("{}: is a directory, expected {}", path, what);
+  }
+  return {fd, static_cast<uint64_t>(st.st_size)};
+}
+
+std::vector<std::string> files_matching(const std::string& spec, const std::string& extension,
+                                        bool recursive) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_regular_file(spec, ec)) return {spec};
+  std::vector<std::string> out;
+  auto take = [&](const fs::directory_entry& e) {
+    if (e.is_regular_file() && e.path().extension() == extension) out.push_back(e.path().string());
+  };
+  if (fs::is_directory(spec, ec)) {
+    if (recursive) {
+      for (auto it = fs::recursive_directory_iterator(spec, ec); !ec && it != fs::end(it);
+           it.increment(ec))
+        take(*it);
+    } else {
+      for (const auto& e : fs::directory_iterator(spec, ec)) take(e);
+    }
+  } else {
+    const fs::path p(spec);
+    const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+    const std::string pattern = p.filename().string();
+    if (fs::is_directory(dir, ec))
+      for (const auto& e : fs::directory_iterator(dir, ec))
+        if (e.is_regular_file() && fnmatch(pattern.c_str(), e.path().filename().c_str(), 0) == 0)
+          out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace fluxtrain

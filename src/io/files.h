@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace fluxtrain {
 
@@ -43,5 +44,20 @@ std::string json_reason(const nlohmann::json::exception& e);
 nlohmann::json read_json_file(const std::string& path);
 // The parent directory of `path` ("." when it has none), with trailing slashes ignored.
 std::string parent_dir(const std::string& path);
+
+// A regular file opened read-only (O_CLOEXEC) for mapping; the caller closes fd. UserError
+// "<path>: no such file", "cannot open (...)", "cannot stat (...)", or "is a directory, expected
+// <what>".
+struct OpenedFile {
+  int fd = -1;
+  uint64_t size = 0;
+};
+OpenedFile open_regular_file(const std::string& path, const std::string& what);
+
+// The files a data path names, sorted: the file itself; a directory's files ending in
+// `extension` (".tar"; its subdirectories too with `recursive`); or a glob of file names in one
+// directory ("shards/train-*.tar"). Empty when nothing matches.
+std::vector<std::string> files_matching(const std::string& spec, const std::string& extension,
+                                        bool recursive);
 
 }  // namespace fluxtrain

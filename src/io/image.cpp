@@ -1,5 +1,5 @@
-// Image I/O with stb, PNG text chunks and grids (see image.h). The stb implementations are
-// compiled here as static functions, so nothing else needs to link libstb.
+// Image I/O with stb (and libwebp for WebP), PNG text chunks and grids (see image.h). The stb
+// implementations are compiled here as static functions, so nothing else needs to link libstb.
 #include "io/image.h"
 
 #include <fmt/format.h>
@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/errors.h"
+#include "io/exif.h"
 #include "io/files.h"
 
 #pragma GCC diagnostic push
@@ -23,6 +24,7 @@
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
 #pragma GCC diagnostic pop
+#include <webp/decode.h>
 
 namespace fluxtrain {
 namespace {
@@ -74,6 +76,92 @@ std::string latin1_to_utf8(const std::string& s) {
 
 const std::array<uint8_t, 8> kPngSignature = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
+uint32_t read_le32(const unsigned char* p) {
+  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+}
+
+uint32_t read_le24(const unsigned char* p) {
+  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16);
+}
+
+bool is_webp(const std::string& b) {
+  return b.size() >= 12 && b.compare(0, 4, "RIFF") == 0 && b.compare(8, 4, "WEBP") == 0;
+}
+
+const char* webp_status(VP8StatusCode s) {
+  switch (s) {
+    case VP8_STATUS_OUT_OF_MEMORY:
+      return "out of memory";
+    case VP8_STATUS_INVALID_PARAM:
+      return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR:
+      return "bitstream error";
+    case VP8_STATUS_UNSUPPORTED_FEATURE:
+      return "unsupported feature";
+    case VP8_STATUS_NOT_ENOUGH_DATA:
+      return "not enough data: truncated?";
+    default:
+      return "decoder error";
+  }
+}
+
+// Decodes a still WebP bitstream (a whole RIFF file, or the ALPH/VP8/VP8L chunks of one
+// animation frame) to uint8 [H, W, 3].
+torch::Tensor decode_webp_still(const unsigned char* p, size_t n, const std::string& name) {
+  WebPBitstreamFeatures f;
+  VP8StatusCode st = WebPGetFeatures(p, n, &f);
+  if (st != VP8_STATUS_OK) user_error("{}: cannot decode WebP image ({})", name, webp_status(st));
+  int w = 0, h = 0;
+  uint8_t* px = WebPDecodeRGB(p, n, &w, &h);
+  if (!px) user_error("{}: cannot decode WebP image (corrupt image data)", name);
+  torch::Tensor out = torch::empty({h, w, 3}, torch::kByte);
+  std::memcpy(out.data_ptr(), px, size_t(w) * size_t(h) * 3);
+  WebPFree(px);
+  return out;
+}
+
+// WebP: a still image, or the first frame of an animation on a black canvas of the animation's
+// size (what PIL's first frame looks like after convert("RGB")). EXIF orientation is applied.
+torch::Tensor decode_webp(const std::string& bytes, const std::string& name) {
+  auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  WebPBitstreamFeatures f;
+  VP8StatusCode st = WebPGetFeatures(p, n, &f);
+  if (st != VP8_STATUS_OK) user_error("{}: cannot decode WebP image ({})", name, webp_status(st));
+  // The RIFF chunks after "RIFF" <size> "WEBP": the first ANMF frame and the EXIF block.
+  const unsigned char* frame = nullptr;
+  size_t frame_size = 0;
+  int orientation = 0;
+  for (size_t at = 12; at + 8 <= n;) {
+    const uint32_t size = read_le32(p + at + 4);
+    if (size > n - at - 8) break;  // truncated chunk: the decoder reports what matters
+    const unsigned char* payload = p + at + 8;
+    if (std::memcmp(p + at, "ANMF", 4) == 0 && !frame) {
+      frame = payload;
+      frame_size = size;
+    } else if (std::memcmp(p + at, "EXIF", 4) == 0 && orientation == 0) {
+      orientation = tiff_orientation(payload, size);
+    }
+    at += 8 + size_t(size) + (size & 1);
+  }
+  torch::Tensor img;
+  if (!f.has_animation) {
+    img = decode_webp_still(p, n, name);
+  } else {
+    if (!frame || frame_size < 16)
+      user_error("{}: cannot decode WebP image (animation without a complete frame)", name);
+    const int64_t x = 2 * int64_t(read_le24(frame)), y = 2 * int64_t(read_le24(frame + 3));
+    const int64_t fw = int64_t(read_le24(frame + 6)) + 1, fh = int64_t(read_le24(frame + 9)) + 1;
+    torch::Tensor first = decode_webp_still(frame + 16, frame_size - 16, name);
+    if (first.size(0) != fh || first.size(1) != fw || x + fw > f.width || y + fh > f.height)
+      user_error("{}: cannot decode WebP image (first frame {}x{} at ({}, {}) does not fit {}x{})",
+                 name, first.size(1), first.size(0), x, y, f.width, f.height);
+    img = torch::zeros({f.height, f.width, 3}, torch::kByte);
+    img.narrow(0, y, fh).narrow(1, x, fw).copy_(first);
+  }
+  return apply_exif_orientation(img, orientation);
+}
+
 }  // namespace
 
 uint32_t png_crc32(const void* data, size_t n, uint32_t crc) {
@@ -95,6 +183,7 @@ uint32_t png_crc32(const void* data, size_t n, uint32_t crc) {
 torch::Tensor decode_image(const std::string& bytes, const std::string& name) {
   if (bytes.size() > size_t(std::numeric_limits<int>::max()))
     user_error("{}: image file too large ({} bytes)", name, bytes.size());
+  if (is_webp(bytes)) return decode_webp(bytes, name);
   int w = 0, h = 0, c = 0;
   unsigned char* px = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
                                             int(bytes.size()), &w, &h, &c, 3);
@@ -102,6 +191,8 @@ torch::Tensor decode_image(const std::string& bytes, const std::string& name) {
   torch::Tensor out = torch::empty({h, w, 3}, torch::kByte);
   std::memcpy(out.data_ptr(), px, size_t(w) * size_t(h) * 3);
   stbi_image_free(px);
+  if (bytes.size() >= 2 && uint8_t(bytes[0]) == 0xFF && uint8_t(bytes[1]) == 0xD8)
+    return apply_exif_orientation(out, jpeg_exif_orientation(bytes));  // a JPEG
   return out;
 }
 
@@ -156,6 +247,25 @@ std::string encode_png(const torch::Tensor& hwc, const std::map<std::string, std
     throw std::runtime_error("encode_png: stb output does not end with IEND");
   png.insert(png.size() - 12, chunks);
   return png;
+}
+
+std::string encode_jpeg(const torch::Tensor& hwc, int quality) {
+  check_hwc_uint8(hwc, "encode_jpeg");
+  const int64_t h = hwc.size(0), w = hwc.size(1), c = hwc.size(2);
+  if (c != 1 && c != 3)
+    throw std::invalid_argument(fmt::format("encode_jpeg: {} channels (expected 1 or 3)", c));
+  if (h <= 0 || w <= 0 || h > 65535 || w > 65535)
+    throw std::invalid_argument(fmt::format("encode_jpeg: bad image size {}x{}", w, h));
+  if (quality < 1 || quality > 100)
+    throw std::invalid_argument(fmt::format("encode_jpeg: quality {} not in 1..100", quality));
+  torch::Tensor img = hwc.contiguous();
+  std::string jpg;
+  auto sink = [](void* ctx, void* data, int size) {
+    static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), size_t(size));
+  };
+  if (!stbi_write_jpg_to_func(sink, &jpg, int(w), int(h), int(c), img.data_ptr(), quality))
+    throw std::runtime_error("encode_jpeg: stb failed to encode the image");
+  return jpg;
 }
 
 void write_png(const std::string& path, const torch::Tensor& hwc,

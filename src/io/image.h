@@ -1,5 +1,6 @@
-// Image I/O with stb: decode to uint8 HWC, conversions to and from the model's [-1, 1] CHW
-// floats, PNG writing with text chunks (prompt, settings) and reading them back, image grids.
+// Image I/O with stb and libwebp: decode to uint8 HWC, conversions to and from the model's
+// [-1, 1] CHW floats, PNG writing with text chunks (prompt, settings) and reading them back, image
+// grids.
 #pragma once
 #include <torch/torch.h>
 
@@ -10,8 +11,19 @@
 
 namespace fluxtrain {
 
-// Decodes a PNG/JPEG/BMP/TGA/GIF(first frame)/PSD/HDR/PNM file to uint8 [H, W, 3] (grey is
-// replicated, alpha dropped). UserError naming the file if it is missing or cannot be decoded.
+// Decodes a PNG/JPEG/WebP/BMP/TGA/GIF(first frame)/PSD/HDR/PNM file to uint8 [H, W, 3] as
+// PIL's convert("RGB") does (which diffusers' and kohya's scripts call), after
+// ImageOps.exif_transpose (which diffusers' DreamBooth/LoRA scripts call), whatever is stored:
+//   - greyscale (any bit depth) is replicated to R = G = B; palette images are expanded;
+//   - alpha (RGBA, grey + alpha, a palette's tRNS) is dropped, not composited: the stored
+//     colour of a transparent pixel is kept;
+//   - 16-bit samples keep their high byte (v >> 8); PIL clips 16-bit greyscale to 255 instead;
+//   - JPEG: the EXIF orientation (APP1 Exif, IFD0 tag 0x0112) is applied, so a portrait photo
+//     stored sideways with orientation 6 comes out [W, H, 3] upright (see exif.h); malformed
+//     EXIF is ignored. CMYK/YCCK JPEGs are converted by stb;
+//   - WebP (libwebp): lossy and lossless, still images and the first frame of an animation
+//     (placed on a black canvas of the animation's size); its EXIF chunk's orientation too.
+// UserError naming the file if it is missing or cannot be decoded.
 torch::Tensor read_image(const std::string& path);
 // The same from bytes in memory; `name` is used in errors (e.g. "shard-0001.tar:img/12.jpg").
 torch::Tensor decode_image(const std::string& bytes, const std::string& name);
@@ -25,6 +37,9 @@ torch::Tensor to_uint8_hwc(const torch::Tensor& chw);
 // when the value is ASCII, iTXt (UTF-8) otherwise. Keys must be 1-79 printable ASCII characters.
 std::string encode_png(const torch::Tensor& hwc,
                        const std::map<std::string, std::string>& text = {});
+// Baseline JPEG bytes of uint8 [H, W, C], C = 1 or 3, at quality 1..100 (stb: 4:2:0 chroma at
+// quality <= 90, 4:4:4 above).
+std::string encode_jpeg(const torch::Tensor& hwc, int quality = 90);
 // encode_png written to `path` (UserError naming the file if it cannot be written).
 void write_png(const std::string& path, const torch::Tensor& hwc,
                const std::map<std::string, std::string>& text = {});

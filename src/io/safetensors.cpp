@@ -213,22 +213,9 @@ float decode_fp8(const std::string& dtype, uint8_t byte) {
 // SafetensorsFile
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) user_error("{}: no such file", path);
-    user_error("{}: cannot open ({})", path, std::strerror(errno));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    user_error("{}: cannot stat ({})", path, std::strerror(err));
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    user_error("{}: is a directory, expected a .safetensors file", path);
-  }
-  map_size_ = uint64_t(st.st_size);
+  const OpenedFile opened = open_regular_file(path, "a .safetensors file");
+  const int fd = opened.fd;
+  map_size_ = opened.size;
   if (map_size_ < 8) {
     ::close(fd);
     user_error("{}: file is {} bytes, too short for a safetensors header (truncated?)", path,

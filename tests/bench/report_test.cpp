@@ -6,7 +6,7 @@
 #include "bench/csv_report.h"
 #include "bench/html_report.h"
 #include "bench/json_report.h"
-#include "bench/svg_chart.h"
+#include "io/svg_chart.h"
 
 using namespace fluxtrain;
 

@@ -1,6 +1,7 @@
-// Inline SVG line charts for report.html: series of (x, y) points over categorical x positions
-// (batch sizes 1, 2, 4, ... evenly spaced), a zero-based y axis with round ticks, a legend, and
-// a cross on the x axis where a series has a point that did not run (out of memory, failed).
+// Inline SVG line charts (bench's report.html, a run's loss curve): series of (x, y) points over
+// categorical x positions (batch sizes 1, 2, 4, ... evenly spaced) or a linear x axis (steps), a
+// zero-based y axis with round ticks, a legend, and a cross on the x axis where a series has a
+// point that did not run (out of memory, failed).
 #pragma once
 #include <string>
 #include <utility>
@@ -19,6 +20,8 @@ struct ChartSpec {
   std::vector<ChartSeries> series;
   int width = 540;
   int plot_height = 260;
+  bool linear_x = false;  // x to scale with round ticks (else each distinct x evenly spaced)
+  bool markers = true;    // a dot per point (off for dense curves)
 };
 
 std::string svg_line_chart(const ChartSpec& spec);

@@ -1,5 +1,5 @@
 // SVG line charts (see svg_chart.h).
-#include "bench/svg_chart.h"
+#include "io/svg_chart.h"
 
 #include <fmt/format.h>
 
@@ -67,11 +67,20 @@ std::string svg_line_chart(const ChartSpec& c) {
   const int H = top + plot_h + bottom + 18 * legend_rows + 8;
   const double step = nice_step(ymax > 0 ? ymax : 1.0, 5);
   const double ytop = std::max(step, std::ceil((ymax > 0 ? ymax : 1.0) / step - 1e-9) * step);
+  const double xmin = xs.empty() ? 0 : std::min(0.0, xs.front()),
+               xmax = xs.empty() ? 1 : std::max(xs.back(), xmin + 1e-9);
   auto px = [&](double x) {
+    if (c.linear_x) return left + 10 + (x - xmin) / (xmax - xmin) * (plot_w - 20);
     const auto it = std::lower_bound(xs.begin(), xs.end(), x);
     const double i = static_cast<double>(it - xs.begin());
     return xs.size() <= 1 ? left + plot_w / 2.0 : left + 20 + i * (plot_w - 40) / (xs.size() - 1.0);
   };
+  std::vector<double> xticks = xs;
+  if (c.linear_x) {
+    xticks.clear();
+    const double xstep = nice_step(xmax - xmin, 6);
+    for (double v = xmin; v <= xmax * (1 + 1e-9); v += xstep) xticks.push_back(v);
+  }
   auto py = [&](double y) { return top + plot_h - y / ytop * plot_h; };
 
   std::string s = fmt::format(
@@ -95,7 +104,7 @@ std::string svg_line_chart(const ChartSpec& c) {
                    top, top + plot_h);
   s += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2}\" y2=\"{2}\" stroke=\"#333\"/>\n", left,
                    left + plot_w, top + plot_h);
-  for (double x : xs) {
+  for (double x : xticks) {
     s +=
         fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#333\"/>\n",
                     px(x), top + plot_h, top + plot_h + 4);
@@ -122,7 +131,8 @@ std::string svg_line_chart(const ChartSpec& c) {
                        path, col);
     }
     for (const auto& [x, y] : pts)
-      s += fmt::format(
+      if (c.markers)
+        s += fmt::format(
           "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" fill=\"{}\"><title>{}: {} at "
           "{}</title></circle>\n",
           px(x), py(y), col, html_escape(ser.label), tick_text(y), tick_text(x));

@@ -1,0 +1,21 @@
+// An image's format and displayed size from its first bytes, without decoding it (what bucket
+// assignment needs for every image of a dataset up front): PNG (IHDR), JPEG (the first SOFn
+// marker, with the EXIF orientation swapping width and height for 5-8), WebP (VP8, VP8L and VP8X
+// headers), BMP, GIF. Every read is bounds-checked.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace fluxtrain {
+
+struct ImageInfo {
+  std::string format;             // "png", "jpeg", "webp", "bmp", "gif"
+  int64_t width = 0, height = 0;  // as displayed (after the EXIF orientation)
+};
+
+// nullopt when the bytes are not one of these formats or the header is truncated or malformed
+// (callers report the item; decoding would fail the same way).
+std::optional<ImageInfo> probe_image(const std::string& bytes);
+
+}  // namespace fluxtrain
