@@ -81,6 +81,11 @@ if [ "${REFERENCE:-1}" != 0 ]; then
 fi
 build-cuda/fluxtrain bench --config configs/bench/gpu-sample.yaml --output_dir "$OUT" \
   --name bench-sample ${BENCH_SAMPLE_FLAGS:-} || echo "sampling bench failed (see the log above)"
+# The loader on the GPU machine's cores: cached flux-dev latents (+ T5) with worker threads and
+# pinned batches, as a CUDA run loads them.
+build-cuda/fluxtrain bench --config configs/bench/data.yaml --task cache --workers 0,4 \
+  --pin_memory true --output_dir "$OUT" --name bench-data ${BENCH_DATA_FLAGS:-} ||
+  echo "data bench failed (see the log above)"
 for f in "$OUT"/bench-*/*/runs_summary.csv; do
   if [ -f "$f" ]; then echo "== $f"; cat "$f"; fi
 done | tee "$OUT/summary.txt"

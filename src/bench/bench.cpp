@@ -7,6 +7,7 @@
 #include <csignal>
 #include <filesystem>
 
+#include "bench/data_point.h"
 #include "bench/outputs.h"
 #include "bench/sample_point.h"
 #include "bench/subprocess.h"
@@ -68,8 +69,12 @@ BenchResults run_bench(const SweepSpec& spec, const BenchOptions& options) {
       continue;
     }
     log_info("point {}/{} {}", i + 1, points.size(), points[i].name);
-    r.points[i] = spec.mode == "train" ? run_train_point(spec, points[i], r.env, binary, r.dir)
-                                       : run_sample_point(spec, points[i], r.env);
+    if (spec.mode == "train")
+      r.points[i] = run_train_point(spec, points[i], r.env, binary, r.dir);
+    else if (spec.mode == "data")
+      r.points[i] = run_data_point(spec, points[i], r.env, r.dir);
+    else
+      r.points[i] = run_sample_point(spec, points[i], r.env);
     if (r.points[i].status == point_status::kInterrupted) g_bench_stop = 1;
     log_info("point {}/{} {}: {}", i + 1, points.size(), points[i].name, outcome_line(r.points[i]));
     write_bench_outputs(r);

@@ -6,7 +6,7 @@
 namespace fluxtrain {
 
 static std::vector<std::string> figure_columns(const std::string& mode) {
-  const std::string t = mode == "train" ? "step_ms" : "latency_ms";
+  const std::string t = mode == "train" ? "step_ms" : mode == "data" ? "batch_ms" : "latency_ms";
   return {"measured",
           "images_per_s",
           "images_per_s_per_device",

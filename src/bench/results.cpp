@@ -11,7 +11,10 @@ namespace fluxtrain {
 
 std::vector<std::string> setting_columns(const SweepSpec& spec) {
   std::vector<std::string> cols =
-      spec.mode == "train"
+      spec.mode == "data"
+          ? std::vector<std::string>{"task",         "model",   "resolution", "batch_size",
+                                     "image_format", "workers", "threads"}
+      : spec.mode == "train"
           ? std::vector<std::string>{"model",      "method",          "precision",
                                      "weights",    "optimizer_state", "resolution",
                                      "batch_size", "grad_accum",      "gradient_checkpointing"}
@@ -32,8 +35,10 @@ Settings resolve_columns(const SweepSpec& spec, const SweepPoint& point) {
   // the point fails with the reason when it runs.
   std::optional<ModelPreset> preset;
   try {
-    preset =
-        spec.mode == "sample" ? sample_model_preset(cfg.s("model")) : model_preset(cfg.s("model"));
+    if (spec.mode == "sample")
+      preset = sample_model_preset(cfg.s("model"));
+    else if (spec.mode == "train")
+      preset = model_preset(cfg.s("model"));
   } catch (const UserError&) {
     if (spec.mode != "sample") throw;
   }

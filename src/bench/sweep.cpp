@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "bench/data_point.h"
 #include "core/errors.h"
 #include "model/presets.h"
 #include "sample/model_files.h"
@@ -19,11 +20,14 @@ namespace fs = std::filesystem;
 
 ConfigSchema bench_schema() {
   ConfigSchema s;
-  s.choice("bench", "mode", "train", {"train", "sample"},
+  s.choice("bench", "mode", "train", {"train", "sample", "data"},
            "train: each point is a fresh `fluxtrain train` process; sample: timed text-to-image "
-           "generation in this process")
-      .integer("bench", "warmup", 2, "steps (train) or generations (sample) before measuring", 0)
-      .integer("bench", "measured", 10, "steps (train) or generations (sample) measured", 1)
+           "generation in this process; data: the data path (decode, cached latents, prepare) "
+           "timed in this process")
+      .integer("bench", "warmup", 2,
+               "steps (train), generations (sample) or batches (data) before measuring", 0)
+      .integer("bench", "measured", 10,
+               "steps (train), generations (sample) or batches (data) measured", 1)
       .real("bench", "price_per_hour", 0.0,
             "price of one device-hour, for cost per 1,000 images (0 = no cost)", 0.0)
       .real("bench", "peak_tflops", 0.0,
@@ -90,6 +94,12 @@ static void check_sample_model(const std::string& model, const std::string& orig
              presets);
 }
 
+ConfigSchema run_schema(const std::string& mode) {
+  if (mode == "train") return train_schema();
+  if (mode == "data") return data_bench_schema();
+  return sample_bench_schema();
+}
+
 std::vector<PendingKey> pending_keys(const std::string& mode) {
   std::vector<PendingKey> all;
   if (mode == "train") {
@@ -98,7 +108,7 @@ std::vector<PendingKey> pending_keys(const std::string& mode) {
             {"full", "lora", "controlnet"},
             "fine-tuning methods (lora, controlnet)"}};
   }
-  const ConfigSchema run = mode == "train" ? train_schema() : sample_bench_schema();
+  const ConfigSchema run = run_schema(mode);
   std::vector<PendingKey> out;
   for (auto& k : all)
     if (!run.find(k.name)) out.push_back(std::move(k));
@@ -219,7 +229,7 @@ SweepSpec make_sweep(const std::vector<SweepEntry>& entries) {
     spec.bench.set(e.key, e.values[0], e.origin);
   }
   spec.mode = spec.bench.s("mode");
-  const ConfigSchema run = spec.mode == "train" ? train_schema() : sample_bench_schema();
+  const ConfigSchema run = run_schema(spec.mode);
   const auto pending = pending_keys(spec.mode);
   const auto& by_bench = train_keys_set_by_bench();
   for (const auto& e : entries) {
@@ -283,7 +293,7 @@ static std::string label(const std::string& key, const std::string& value) {
     const fs::path p(value);
     return (p.filename().empty() ? p.parent_path() : p).filename().string();
   }
-  if (key == "model" || key == "precision" || key == "method") return value;
+  if (key == "model" || key == "precision" || key == "method" || key == "task") return value;
   if (key == "steps") return value + "steps";
   if (key == "weights") return "w" + value;
   if (key == "optimizer_state") return "opt" + value;
@@ -324,7 +334,7 @@ std::vector<SweepPoint> expand_grid(const SweepSpec& spec) {
 }
 
 Config point_config(const SweepSpec& spec, const SweepPoint& point) {
-  Config c(spec.mode == "train" ? train_schema() : sample_bench_schema());
+  Config c(run_schema(spec.mode));
   if (spec.mode == "train")
     for (const auto& [k, v] : train_point_defaults()) c.set(k, v, "bench default");
   for (const auto& [k, v] : point.settings)

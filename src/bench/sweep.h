@@ -40,6 +40,8 @@ std::optional<std::vector<SweepEntry>> parse_bench_args(const std::vector<std::s
 ConfigSchema bench_schema();
 // The run keys of sample mode (timed in-process text-to-image generation).
 ConfigSchema sample_bench_schema();
+// The run keys of a mode: train_schema(), sample_bench_schema() or data_bench_schema().
+ConfigSchema run_schema(const std::string& mode);
 // Sample mode's `model`: one of these presets (random weights), else a FLUX.1 model on disk (real
 // weights: a diffusers repository, Hugging Face cache entry or transformer .safetensors file).
 const std::vector<std::string>& sample_model_presets();

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "bench/bench.h"
+#include "bench/data_point.h"
 #include "bench/sweep.h"
 #include "bench/train_point.h"
 #include "cli/commands.h"
@@ -29,8 +30,12 @@ static void print_bench_help() {
       "  libtorch's profiler: points/<point>/profile.txt (top 15 ops) and profile.csv (every op),\n"
       "  and a table per point in report.html; the profiled steps are not in the timings.\n"
       "Sample mode: the keys below under model, sampling and run; generation is timed in-process.\n"
-      "%s%s",
-      bench_schema().help().c_str(), sample_bench_schema().help().c_str());
+      "Data mode: the last keys below (data, run); each point writes its own images (and cache) "
+      "and\n"
+      "  times the loader's batches (decode, cache) or whole prepares in-process.\n"
+      "%s%s\ndata mode:\n%s",
+      bench_schema().help().c_str(), sample_bench_schema().help().c_str(),
+      data_bench_schema().help().c_str());
 }
 
 int cmd_bench(const Args& args) {

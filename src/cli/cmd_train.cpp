@@ -21,11 +21,13 @@ int cmd_train(const Args& args) {
   std::printf("steps: %lld, last loss: %.5f", static_cast<long long>(r.steps), r.last_loss);
   if (r.val_loss) std::printf(", validation loss: %.5f (best %.5f)", *r.val_loss, *r.best_val_loss);
   std::printf("\n");
-  if (!r.eval.empty())
+  if (r.eval.contains("colour"))
     std::printf(
         "held-out captions: colour %.1f%%, position %.1f%%, shape %.1f%% (all three %.1f%%)\n",
         100 * r.eval.value("colour", 0.0), 100 * r.eval.value("position", 0.0),
         100 * r.eval.value("shape", 0.0), 100 * r.eval.value("all", 0.0));
+  if (r.eval.contains("grid") && !r.eval.contains("colour"))
+    std::printf("samples: %s\n", r.eval["grid"].get<std::string>().c_str());
   if (r.reached_target) std::printf("target validation loss reached\n");
   return r.interrupted ? 130 : 0;
 }

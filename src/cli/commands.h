@@ -12,5 +12,6 @@ int cmd_sample(const Args& args);
 int cmd_info(const Args& args);
 int cmd_bench(const Args& args);
 int cmd_convert(const Args& args);
+int cmd_prepare(const Args& args);
 
 }  // namespace fluxtrain

@@ -17,6 +17,7 @@ static const char* kUsage =
     "\n"
     "commands:\n"
     "  train    train a FLUX transformer (flow matching) and evaluate it\n"
+    "  prepare  encode a dataset once (VAE latents, T5 + CLIP text) into a cache for training\n"
     "  sample   generate images from a checkpoint and prompts\n"
     "  info     parameters, dtypes and memory of a model preset or checkpoint\n"
     "  bench    sweep training or sampling settings: images/s, step time, MFU, memory, cost\n"
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     if (cmd == "info") return cmd_info(args);
     if (cmd == "bench") return cmd_bench(args);
     if (cmd == "convert") return cmd_convert(args);
+    if (cmd == "prepare") return cmd_prepare(args);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -46,9 +48,10 @@ int main(int argc, char** argv) {
                   compat::torch_version().c_str());
       return 0;
     }
-    std::fprintf(
-        stderr, "fluxtrain: unknown command '%s': expected train, sample, convert, info or bench\n",
-        cmd.c_str());
+    std::fprintf(stderr,
+                 "fluxtrain: unknown command '%s': expected train, prepare, sample, convert, info "
+                 "or bench\n",
+                 cmd.c_str());
     return 2;
   } catch (const UserError& e) {
     std::fprintf(stderr, "fluxtrain %s: error: %s\n", cmd.c_str(), e.what());

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <sstream>
 
 #include "core/errors.h"
@@ -347,7 +348,21 @@ std::string Config::to_yaml() const {
       out << YAML::DoubleQuoted << std::get<std::string>(v);
   }
   out << YAML::EndMap;
-  return std::string(out.c_str()) + "\n";
+  // yaml-cpp puts a comment that follows a value on the value's line ("override: false  # model");
+  // each group's heading goes on a line of its own, before the group's first key.
+  std::set<std::string> groups;
+  for (const auto& k : schema_.keys()) groups.insert(k.group);
+  std::istringstream in(out.c_str());
+  std::string text, line;
+  while (std::getline(in, line)) {
+    const auto at = line.rfind("  # ");
+    if (at != std::string::npos && at > 0 && groups.count(line.substr(at + 4))) {
+      text += line.substr(0, at) + "\n" + line.substr(at + 2) + "\n";
+    } else {
+      text += line + "\n";
+    }
+  }
+  return text;
 }
 
 CommandLine split_command_line(const std::vector<std::string>& args,

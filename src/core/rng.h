@@ -30,6 +30,8 @@ enum class RngStream : uint64_t {
   kInit = 6,
   kSample = 7,
   kShuffle = 8,
+  kAugment = 9,  // random crops and flips of training images, by sample position
+  kLatent = 10,  // draws from a VAE posterior (cached mean and log-variance), by sample position
 };
 
 inline at::Generator make_generator(uint64_t seed, RngStream stream, uint64_t counter = 0) {

@@ -16,7 +16,11 @@ namespace fluxtrain {
 constexpr int64_t kValidationTimesteps = 8;
 
 struct Example {
-  torch::Tensor image;  // [3, H, W] float32 in [-1, 1]
+  torch::Tensor image;  // [3, H, W] float32 in [-1, 1] (undefined for cached latents)
+  // From a latent cache (`fluxtrain prepare`), in the dtype it stores: the VAE posterior's mean
+  // and log-variance [C, h, w], the T5 tokens [T, ctx] and CLIP vector [vec] of the caption;
+  // undefined otherwise.
+  torch::Tensor latent_mean, latent_logvar, txt, vec;
   std::string caption;
   // MLPerf validation: the fixed timestep index 0..7 of this sample (t = index / 8); -1 for
   // training examples.
@@ -30,7 +34,11 @@ class Dataset {
   virtual ~Dataset() = default;
   virtual int64_t size() const = 0;
   // index in [0, size()); std::out_of_range otherwise. Must be safe to call from several threads.
+  // Deterministic: validation and caching read examples this way.
   virtual Example get(int64_t index) const = 0;
+  // A training draw of the example: random augmentation (crop offset, flip) seeded by `draw`
+  // (the loader derives it from the run's seed and the sample's position). Default: get(index).
+  virtual Example sample(int64_t index, uint64_t draw) const { return get(index); }
   virtual std::string name() const = 0;  // for logs: "shapes (train, 1000000 examples)"
   // Every caption this dataset can yield, when that is a small known set: the text encoders can
   // then encode each once and be freed. nullopt when captions are open-ended.

@@ -14,6 +14,18 @@ class ImageAutoencoder {
   // images: [B, 3, H, W] in [-1, 1] -> latents [B, C, H/f, W/f] (already scaled for the model).
   virtual torch::Tensor encode(const torch::Tensor& images) = 0;
   virtual torch::Tensor decode(const torch::Tensor& latents) = 0;
+  // The posterior before scaling, what a latent cache stores: mean and log-variance
+  // [B, C, h, w]. Deterministic autoencoders: the latents and a log-variance of -30 (no noise).
+  virtual std::pair<torch::Tensor, torch::Tensor> encode_moments(const torch::Tensor& images) {
+    auto z = encode(images);
+    return {z, torch::full_like(z, -30.0)};
+  }
+  // What encode() returns from posterior moments: mean + exp(logvar / 2) eps (the mean when eps
+  // is undefined), scaled and shifted for the model. Deterministic autoencoders: the mean, as is.
+  virtual torch::Tensor latents_from_moments(const torch::Tensor& mean, const torch::Tensor& logvar,
+                                             const torch::Tensor& eps) {
+    return mean;
+  }
   virtual int64_t latent_channels() const = 0;
   virtual int64_t factor() const = 0;
   virtual std::string name() const = 0;

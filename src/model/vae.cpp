@@ -103,6 +103,21 @@ torch::Tensor FluxAutoencoder::encode_sample(const torch::Tensor& images,
   return ((z - c.shift_factor) * c.scale_factor).to(result_dtype(images));
 }
 
+std::pair<torch::Tensor, torch::Tensor> FluxAutoencoder::encode_moments(
+    const torch::Tensor& images) {
+  auto e = vae_->encode(images);
+  return {e.mean, e.logvar};
+}
+
+torch::Tensor FluxAutoencoder::latents_from_moments(const torch::Tensor& mean,
+                                                    const torch::Tensor& logvar,
+                                                    const torch::Tensor& eps) {
+  const auto& c = vae_->config;
+  auto z = mean.to(torch::kFloat);
+  if (eps.defined()) z = z + (0.5 * logvar.to(torch::kFloat)).exp() * eps.to(z.device());
+  return (z - c.shift_factor) * c.scale_factor;
+}
+
 torch::Tensor FluxAutoencoder::decode(const torch::Tensor& latents) {
   const auto& c = vae_->config;
   auto z = latents.to(torch::kFloat) / c.scale_factor + c.shift_factor;

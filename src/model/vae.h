@@ -173,6 +173,11 @@ class FluxAutoencoder : public ImageAutoencoder {
   torch::Tensor encode_sample(const torch::Tensor& images, at::Generator& generator);
   // latents -> vae.decode(latents / scale + shift), images in about [-1, 1] (not clamped).
   torch::Tensor decode(const torch::Tensor& latents) override;
+  // The raw posterior (mean, clamped log-variance), in the VAE's dtype.
+  std::pair<torch::Tensor, torch::Tensor> encode_moments(const torch::Tensor& images) override;
+  // ((mean [+ exp(logvar / 2) eps]) - shift) * scale in float32: encode() is this of the mean.
+  torch::Tensor latents_from_moments(const torch::Tensor& mean, const torch::Tensor& logvar,
+                                     const torch::Tensor& eps) override;
   int64_t latent_channels() const override { return vae_->config.z_channels; }
   int64_t factor() const override { return vae_->config.factor(); }
   std::string name() const override;  // "FLUX VAE (<source>)"

@@ -27,8 +27,8 @@ static void zero_init_modulation(FluxImpl& m) {
   }
 }
 
-Pipeline Pipeline::create(const std::string& preset_name, torch::Device device, uint64_t seed,
-                          bool zero_init_output, bool stand_in_encoders) {
+Pipeline Pipeline::create_encoders(const std::string& preset_name, torch::Device device,
+                                   uint64_t seed, bool stand_in_encoders) {
   Pipeline p;
   p.preset = model_preset(preset_name);
   p.device = device;
@@ -39,10 +39,6 @@ Pipeline Pipeline::create(const std::string& preset_name, torch::Device device, 
         "model '{}' is a preset without weights: give --model a FLUX.1 model path to fine-tune "
         "it, use --model tiny, or --stand_in_encoders for benchmarks",
         preset_name);
-  torch::manual_seed(derive_seed(seed, static_cast<uint64_t>(RngStream::kInit)));
-  p.transformer = Flux(p.preset.flux);
-  if (zero_init_output) zero_init_modulation(*p.transformer);
-  p.transformer->to(device);
   p.text = std::make_shared<HashedWordConditioner>(
       p.preset.flux.context_in_dim, p.preset.flux.vec_in_dim, p.preset.max_text_tokens, seed);
   if (built_in)
@@ -53,19 +49,32 @@ Pipeline Pipeline::create(const std::string& preset_name, torch::Device device, 
   return p;
 }
 
+Pipeline Pipeline::create(const std::string& preset_name, torch::Device device, uint64_t seed,
+                          bool zero_init_output, bool stand_in_encoders) {
+  Pipeline p = create_encoders(preset_name, device, seed, stand_in_encoders);
+  torch::manual_seed(derive_seed(seed, static_cast<uint64_t>(RngStream::kInit)));
+  p.transformer = Flux(p.preset.flux);
+  if (zero_init_output) zero_init_modulation(*p.transformer);
+  p.transformer->to(device);
+  return p;
+}
+
 Pipeline Pipeline::load(const ModelFiles& files, const PipelineLoadOptions& o) {
   Pipeline p;
   p.device = o.device;
   const FluxWeights weights = inspect_flux_weights(files.transformer);
   const VaeConfig vae_config = read_vae_config(files.vae);
   p.preset = preset_for_weights(weights, vae_config);
-  {
-    DefaultDtypeScope dtype_scope(o.transformer_dtype);
-    p.transformer = Flux(weights.params);
+  if (o.with_transformer) {
+    {
+      DefaultDtypeScope dtype_scope(o.transformer_dtype);
+      p.transformer = Flux(weights.params);
+    }
+    load_flux_weights(*p.transformer, weights);
+    p.transformer->to(o.device);
   }
-  load_flux_weights(*p.transformer, weights);
-  p.transformer->to(o.device);
   p.autoencoder = load_flux_vae(files.vae, o.device, o.encoder_dtype);
+  if (!o.with_text) return p;
   const FluxTextFiles text_files{files.tokenizer, files.text_encoder, files.tokenizer_2,
                                  files.text_encoder_2};
   const int64_t max_tokens = p.preset.max_text_tokens;
@@ -74,7 +83,9 @@ Pipeline Pipeline::load(const ModelFiles& files, const PipelineLoadOptions& o) {
   auto load_text = [text_files, max_tokens, device, dtype]() -> std::shared_ptr<TextConditioner> {
     return std::make_shared<FluxTextConditioner>(text_files, max_tokens, device, dtype);
   };
-  p.text = std::make_shared<CachedTextConditioner>(load_text(), load_text, dtype);
+  // One prompt per encoder call: an embedding then does not depend on the prompts batched with
+  // it, so a run on raw captions and one on their cache (prepare --batch_size 1) agree bit for bit.
+  p.text = std::make_shared<CachedTextConditioner>(load_text(), load_text, dtype, /*batch=*/1);
   if (p.text->context_dim() != p.preset.flux.context_in_dim ||
       p.text->vec_dim() != p.preset.flux.vec_in_dim)
     user_error(

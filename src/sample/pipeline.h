@@ -23,6 +23,8 @@ struct PipelineLoadOptions {
   torch::Device device = torch::kCPU;
   torch::ScalarType transformer_dtype = torch::kFloat;  // the transformer's weights
   torch::ScalarType encoder_dtype = torch::kFloat;      // VAE, T5 and CLIP weights
+  bool with_transformer = true;  // false: the preset from its headers, no weights (prepare)
+  bool with_text = true;         // false: no text encoders (training from a latent cache)
 };
 
 struct Pipeline {
@@ -38,10 +40,15 @@ struct Pipeline {
   // a projection autoencoder with 16 latent channels at x8) for benchmarks.
   static Pipeline create(const std::string& preset_name, torch::Device device, uint64_t seed,
                          bool zero_init_output = true, bool stand_in_encoders = false);
+  // create() without the transformer (null): the preset's text conditioner and autoencoder only,
+  // for encoding (`fluxtrain prepare`).
+  static Pipeline create_encoders(const std::string& preset_name, torch::Device device,
+                                  uint64_t seed, bool stand_in_encoders);
 
   // A real FLUX.1 model (files as resolve_model_files gives them): its transformer weights, its
   // VAE and its T5 + CLIP encoders, all on options.device. `text` is a CachedTextConditioner,
-  // so captions known up front can be encoded once and the encoders released.
+  // so captions known up front can be encoded once and the encoders released (null without
+  // with_text; `transformer` null without with_transformer).
   static Pipeline load(const ModelFiles& files, const PipelineLoadOptions& options);
 
   // Throws UserError unless height and width are positive multiples of 2 x autoencoder factor.

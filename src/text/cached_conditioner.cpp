@@ -3,6 +3,7 @@
 
 #include <unordered_set>
 
+#include "core/errors.h"
 #include "core/log.h"
 #include "core/torch_compat.h"
 
@@ -20,12 +21,37 @@ CachedTextConditioner::CachedTextConditioner(std::shared_ptr<TextConditioner> en
       max_tokens_(encoder_->max_tokens()),
       name_(encoder_->name()) {}
 
+CachedTextConditioner::CachedTextConditioner(int64_t context_dim, int64_t vec_dim,
+                                             int64_t max_tokens, std::string name,
+                                             std::string missing_hint)
+    : storage_dtype_(torch::kFloat),
+      batch_(1),
+      context_dim_(context_dim),
+      vec_dim_(vec_dim),
+      max_tokens_(max_tokens),
+      name_(std::move(name)),
+      missing_hint_(std::move(missing_hint)) {}
+
+void CachedTextConditioner::insert(const std::string& prompt, const torch::Tensor& txt,
+                                   const torch::Tensor& vec) {
+  TORCH_CHECK(txt.dim() == 2 && txt.size(0) == max_tokens_ && txt.size(1) == context_dim_ &&
+                  vec.dim() == 1 && vec.size(0) == vec_dim_,
+              "CachedTextConditioner::insert: encodings of the wrong shape");
+  std::lock_guard<std::mutex> lock(mutex_);
+  cache_[prompt] = {txt.to(storage_dtype_).clone(), vec.to(storage_dtype_).clone()};
+}
+
 void CachedTextConditioner::encode_missing(const std::vector<std::string>& prompts) {
   std::vector<std::string> missing;
   std::unordered_set<std::string> seen;
   for (const auto& p : prompts)
     if (!cache_.count(p) && seen.insert(p).second) missing.push_back(p);
   if (missing.empty()) return;
+  if (!encoder_ && !reload_)
+    user_error(
+        "text: prompt '{}' has no cached encoding and there is no text encoder to encode "
+        "it{}",
+        missing.front(), missing_hint_.empty() ? "" : " (" + missing_hint_ + ")");
   if (!encoder_) {
     log_warn("text encoders: {} prompt(s) not encoded up front (e.g. '{}'): loading {} again",
              missing.size(), missing.front(), name_);
@@ -54,6 +80,11 @@ TextEmbeddings CachedTextConditioner::encode(const std::vector<std::string>& pro
     vec.push_back(v);
   }
   return {torch::stack(txt).to(device, torch::kFloat), torch::stack(vec).to(device, torch::kFloat)};
+}
+
+bool CachedTextConditioner::has(const std::string& prompt) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return cache_.count(prompt) > 0;
 }
 
 void CachedTextConditioner::precompute(const std::vector<std::string>& prompts) {

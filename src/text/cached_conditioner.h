@@ -24,6 +24,12 @@ class CachedTextConditioner : public TextConditioner {
   // encoders that compute in bf16 loses nothing).
   CachedTextConditioner(std::shared_ptr<TextConditioner> encoder, Loader reload,
                         torch::ScalarType storage_dtype = torch::kFloat, int64_t batch = 8);
+  // Without any encoder: every prompt must be insert()ed (a latent cache's captions); a missing
+  // one is a UserError naming it, followed by `missing_hint`.
+  CachedTextConditioner(int64_t context_dim, int64_t vec_dim, int64_t max_tokens, std::string name,
+                        std::string missing_hint);
+  // Adds a prompt's encodings (txt [T, ctx], vec [vec]).
+  void insert(const std::string& prompt, const torch::Tensor& txt, const torch::Tensor& vec);
 
   // Rows of the cached (or now encoded) embeddings, float32 on `device`; the same values, row
   // for row, as the encoder gives each prompt.
@@ -34,6 +40,7 @@ class CachedTextConditioner : public TextConditioner {
   void release_encoder();
   bool encoder_loaded() const { return encoder_ != nullptr; }
   size_t cached() const { return cache_.size(); }
+  bool has(const std::string& prompt) const;
 
   int64_t context_dim() const override { return context_dim_; }
   int64_t vec_dim() const override { return vec_dim_; }
@@ -48,8 +55,8 @@ class CachedTextConditioner : public TextConditioner {
   torch::ScalarType storage_dtype_;
   int64_t batch_;
   int64_t context_dim_, vec_dim_, max_tokens_;
-  std::string name_;
-  std::mutex mutex_;
+  std::string name_, missing_hint_;
+  mutable std::mutex mutex_;
   std::unordered_map<std::string, std::pair<torch::Tensor, torch::Tensor>> cache_;  // txt, vec
 };
 

@@ -37,15 +37,51 @@ std::string write_prompt_samples(Pipeline& pipeline, const std::vector<std::stri
                {"cfg_scale", fmt::format("{}", options.cfg_scale)},
                {"seed", std::to_string(options.seed)},
                {"Software", "fluxtrain " FLUXTRAIN_COMMIT}});
-  // Small images are enlarged (nearest neighbour) so that the grid can be looked at and its
-  // captions (one row per prompt) have room: at least 256 px wide.
-  const int64_t zoom = std::max<int64_t>(1, (256 + images.size(-1) - 1) / images.size(-1));
-  const auto shown = images.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3);
   const std::string grid = (fs::path(samples_dir) / (name + ".png")).string();
-  write_png(grid, to_uint8_hwc(make_labelled_grid(shown, 1, prompts, 2, 1.0f)),
-            {{"Description", fmt::format("fluxtrain validation prompts at step {}", step)}});
+  write_captioned_grid(images, 1, prompts, grid,
+                       fmt::format("fluxtrain validation prompts at step {}", step));
   log_info("step {}: {} validation prompt samples in {}", step, prompts.size(), grid);
   return grid;
+}
+
+void write_captioned_grid(const torch::Tensor& images, int64_t per_row,
+                          const std::vector<std::string>& captions, const std::string& path,
+                          const std::string& description) {
+  // Small images are enlarged (nearest neighbour) so that the grid can be looked at and its
+  // captions have room: each row at least 256 px wide.
+  const int64_t row = images.size(-1) * per_row;
+  const int64_t zoom = std::max<int64_t>(1, (256 + row - 1) / row);
+  const auto shown = images.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3);
+  std::string all;
+  for (const auto& c : captions) all += c + "\n";
+  write_png(path, to_uint8_hwc(make_labelled_grid(shown, per_row, captions, 2, 1.0f)),
+            {{"Description", description}, {"Captions", all}});
+}
+
+nlohmann::json write_caption_samples(Pipeline& pipeline, const std::vector<std::string>& captions,
+                                     int64_t per_caption, const SampleOptions& options,
+                                     const std::string& samples_dir) {
+  std::vector<std::string> prompts;
+  for (const auto& c : captions)
+    for (int64_t k = 0; k < per_caption; ++k) prompts.push_back(c);
+  std::vector<torch::Tensor> images;
+  for (size_t start = 0; start < prompts.size(); start += 64) {  // image i from (seed, i)
+    std::vector<std::string> part(prompts.begin() + start,
+                                  prompts.begin() + std::min(prompts.size(), start + 64));
+    SampleOptions o = options;
+    o.seed = options.seed + start;
+    images.push_back(generate_images(pipeline, part, o));
+  }
+  fs::create_directories(samples_dir);
+  const std::string grid = (fs::path(samples_dir) / "captions.png").string();
+  write_captioned_grid(torch::cat(images), per_caption, captions, grid,
+                       "fluxtrain samples, one row per caption");
+  log_info("{} captions x {} samples: {}", captions.size(), per_caption, grid);
+  return {{"captions", captions},
+          {"images_per_caption", per_caption},
+          {"grid", grid},
+          {"steps", options.steps},
+          {"cfg_scale", options.cfg_scale}};
 }
 
 }  // namespace fluxtrain

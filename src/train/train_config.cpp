@@ -3,6 +3,7 @@
 
 #include "core/errors.h"
 #include "model/presets.h"
+#include "train/data_spec.h"
 
 namespace fluxtrain {
 
@@ -59,10 +60,10 @@ ConfigSchema train_schema() {
           "model", "stand_in_encoders", false,
           "flux-dev/schnell without weights: hashed-word text and a projection autoencoder of the "
           "real shapes (benchmarks)")
-      .choice("data", "dataset", "shapes", {"shapes"},
-              "training data (shapes: built-in, procedural)")
       .integer("data", "resolution", 0, "image side in pixels (0 = the preset's default)", 0)
-      .integer("data", "dataset_size", 1000000, "examples per epoch of the procedural dataset", 1)
+      .choice("data", "latent_sampling", "sample", {"sample", "mean"},
+              "latents from the VAE posterior: a new sample per draw (as diffusers, kohya and "
+              "MLPerf train), or its mean")
       .real("data", "caption_dropout", 0.0, "probability of training on the empty caption", 0.0,
             1.0)
       .integer("train", "steps", 600, "optimizer steps", 1)
@@ -96,6 +97,8 @@ ConfigSchema train_schema() {
                "validation loss every N training samples instead (MLPerf counts samples: "
                "262144); 0 = use val_every",
                0)
+      .integer("validation", "val_every_epochs", 0,
+               "validation loss every N epochs of the training data instead; 0 = use val_every", 0)
       .integer("validation", "val_samples", 256, "validation samples (t = i/8 for i = index mod 8)",
                0)
       .real("validation", "target_val_loss", 0.0,
@@ -111,13 +114,17 @@ ConfigSchema train_schema() {
       .integer("checkpoint", "keep_last", 3, "step checkpoints kept (0 = all)", 0)
       .boolean("checkpoint", "save_best", true,
                "keep checkpoints/best with the lowest validation loss")
-      .choice("eval", "final_eval", "auto", {"auto", "shapes", "none"},
-              "after training, sample held-out captions and judge them (auto: shapes data only)")
-      .integer("eval", "eval_images_per_caption", 2, "images per held-out caption", 1)
+      .choice("eval", "final_eval", "auto", {"auto", "shapes", "captions", "none"},
+              "after training: shapes = sample the held-out captions and judge them; captions = "
+              "a captioned grid of samples of each of the data's captions (at most 64 of them, "
+              "e.g. Fashion-MNIST's classes); auto = shapes for the shapes, captions where the "
+              "data has at most 64 captions, else none")
+      .integer("eval", "eval_images_per_caption", 2, "images per caption in the evaluation", 1)
       .integer("eval", "sample_steps", 0, "sampler steps for evaluation (0 = the preset's)", 0)
       .integer("eval", "sample_seed", 12345, "seed of evaluation noise", 0)
       .real("eval", "cfg_scale", 1.0,
             "classifier-free guidance scale for evaluation samples (1 = off)", 0.0);
+  add_data_keys(s);
   // Keys a resumed run may change without --override: they change how the run is carried out,
   // watched or saved, not the weights it computes.
   s.operational({"name",
@@ -130,6 +137,7 @@ ConfigSchema train_schema() {
                  "override",
                  "val_every",
                  "val_every_samples",
+                 "val_every_epochs",
                  "validation_prompts",
                  "sample_every",
                  "save_checkpoints",
@@ -140,7 +148,10 @@ ConfigSchema train_schema() {
                  "eval_images_per_caption",
                  "sample_steps",
                  "sample_seed",
-                 "cfg_scale"});
+                 "cfg_scale",
+                 "workers",
+                 "prefetch",
+                 "strict"});
   return s;
 }
 

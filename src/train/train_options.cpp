@@ -62,9 +62,9 @@ TrainOptions TrainOptions::from_config(const Config& c) {
   if (o.model_is_path && o.stand_in_encoders)
     user_error("--stand_in_encoders: a model path brings its own encoders");
 
-  o.dataset = c.s("dataset");
+  o.data = DataOptions::from_config(c);
+  o.sample_latents = c.s("latent_sampling") == "sample";
   o.resolution = c.i("resolution");
-  o.dataset_size = c.i("dataset_size");
   o.caption_dropout = c.f("caption_dropout");
 
   o.steps = c.i("steps");
@@ -82,11 +82,12 @@ TrainOptions TrainOptions::from_config(const Config& c) {
 
   o.val_every = c.i("val_every");
   o.val_every_samples = c.i("val_every_samples");
-  if (o.val_every > 0 && o.val_every_samples > 0)
+  o.val_every_epochs = c.i("val_every_epochs");
+  if ((o.val_every > 0) + (o.val_every_samples > 0) + (o.val_every_epochs > 0) > 1)
     user_error(
-        "val_every {} and val_every_samples {}: give one validation interval (steps, or samples "
-        "for MLPerf)",
-        o.val_every, o.val_every_samples);
+        "val_every {}, val_every_samples {} and val_every_epochs {}: give one validation interval "
+        "(steps, samples for MLPerf, or epochs)",
+        o.val_every, o.val_every_samples, o.val_every_epochs);
   o.val_samples = c.i("val_samples");
   o.target_val_loss = c.f("target_val_loss");
   o.validation_prompts = c.list("validation_prompts");

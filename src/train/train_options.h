@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "sample/model_files.h"
+#include "train/data_spec.h"
 #include "train/flow_matching.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -35,9 +36,9 @@ struct TrainOptions {
   bool gradient_checkpointing = false, zero_init = true, stand_in_encoders = false;
 
   // data
-  std::string dataset = "shapes";
-  int64_t resolution = 0;  // 0 = the model's default
-  int64_t dataset_size = 0;
+  DataOptions data;
+  int64_t resolution = 0;      // 0 = the model's default
+  bool sample_latents = true;  // latent_sampling: sample (else the posterior mean)
   double caption_dropout = 0;
 
   // optimisation
@@ -50,7 +51,7 @@ struct TrainOptions {
   double guidance = -1;  // -1: the model's training default
 
   // validation
-  int64_t val_every = 0, val_every_samples = 0, val_samples = 0;
+  int64_t val_every = 0, val_every_samples = 0, val_every_epochs = 0, val_samples = 0;
   double target_val_loss = 0;
   std::vector<std::string> validation_prompts;
   int64_t sample_every = 0;

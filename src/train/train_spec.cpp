@@ -1,25 +1,109 @@
 // Assembling a run's parts from its options (see train_spec.h).
 #include "train/train_spec.h"
 
+#include <filesystem>
+
 #include "core/dtype_scope.h"
 #include "core/errors.h"
 #include "core/log.h"
+#include "data/latent_cache.h"
 #include "data/shapes.h"
 #include "model/flux_weights.h"
 #include "sample/model_files.h"
 #include "text/cached_conditioner.h"
+#include "train/prompt_samples.h"
 
 namespace fluxtrain {
 
+namespace {
+
+// The cache's record of an encoder against the run's file: "" when they agree.
+std::string encoder_difference(const nlohmann::json& recorded, const char* key,
+                               const std::string& file) {
+  if (!recorded.contains(key)) return "";
+  std::error_code ec;
+  uint64_t bytes = 0;
+  if (std::filesystem::is_directory(file, ec)) {
+    for (auto it = std::filesystem::recursive_directory_iterator(file, ec);
+         !ec && it != std::filesystem::end(it); it.increment(ec))
+      if (it->is_regular_file()) bytes += it->file_size();
+  } else {
+    bytes = std::filesystem::file_size(file, ec);
+  }
+  const std::string now = fmt::format(
+      "{} ({} bytes)", std::filesystem::absolute(file).lexically_normal().string(), bytes);
+  const std::string was = recorded[key].get<std::string>();
+  return was == now ? "" : fmt::format("{}: the cache has {}, this run {}", key, was, now);
+}
+
+// A run on a latent cache uses the cache's text encodings: T5 and CLIP are never loaded. The
+// cache must come from this model's encoders and the run's transform settings.
+void use_latent_cache(Pipeline& pipe, const TrainOptions& o, const ModelFiles* files) {
+  const LatentCacheManifest m = read_latent_cache_manifest(o.data.data, false);
+  const auto& j = m.json;
+  std::vector<std::string> diffs;
+  if (files) {
+    const auto& enc = j.at("encoders");
+    for (const auto& [key, file] :
+         std::vector<std::pair<const char*, std::string>>{{"vae", files->vae},
+                                                          {"text_encoder", files->text_encoder},
+                                                          {"text_encoder_2", files->text_encoder_2},
+                                                          {"tokenizer", files->tokenizer},
+                                                          {"tokenizer_2", files->tokenizer_2}})
+      if (auto d = encoder_difference(enc, key, file); !d.empty()) diffs.push_back(d);
+  } else if (j.at("encoders").value("model", "") != o.model) {
+    diffs.push_back(fmt::format("model: the cache was encoded for {}, this run is {}",
+                                j.at("encoders").value("model", ""), o.model));
+  }
+  const int64_t res = j.at("transform").at("resolution").get<int64_t>();
+  if (o.resolution > 0 && o.resolution != res)
+    diffs.push_back(fmt::format("resolution: the cache has {}, this run {}", res, o.resolution));
+  if (j.at("vae").at("latent_channels").get<int64_t>() * 4 != pipe.preset.flux.in_channels)
+    diffs.push_back(fmt::format("latent channels: the cache has {}, the transformer takes {}",
+                                j.at("vae").at("latent_channels").get<int64_t>(),
+                                pipe.preset.flux.in_channels / 4));
+  if (!diffs.empty()) {
+    std::string all;
+    for (const auto& d : diffs) all += (all.empty() ? "" : "; ") + d;
+    user_error(
+        "data '{}': the cache does not match this run ({}); prepare it again for this model "
+        "and these settings",
+        o.data.data, all);
+  }
+  const auto& t = j.at("text");
+  auto text = std::make_shared<CachedTextConditioner>(
+      t.at("context_dim").get<int64_t>(), t.at("vec_dim").get<int64_t>(),
+      t.at("max_tokens").get<int64_t>(), "cached " + t.at("name").get<std::string>(),
+      "training from a latent cache does not load T5 or CLIP: prepare the cache with "
+      "--validation_prompts");
+  // What the trainer asks the conditioner for: the empty caption (caption dropout), the
+  // validation prompts, and a small caption set's every caption (the final grid per caption).
+  // Training batches bring their own encodings, so a large cache's text stays on disk.
+  LatentCacheDataset train(o.data.data, false, /*with_text=*/false);
+  std::vector<std::string> wanted = {""};
+  for (const auto& p : o.validation_prompts) wanted.push_back(p);
+  if (m.captions.size() <= kMaxEvaluationCaptions + 1)
+    wanted.insert(wanted.end(), m.captions.begin(), m.captions.end());
+  for (const auto& caption : wanted)
+    if (auto e = train.text_of(caption); e && !text->has(caption))
+      text->insert(caption, e->first, e->second);
+  pipe.text = text;
+}
+
+}  // namespace
+
 Pipeline build_pipeline(const TrainOptions& o) {
   Pipeline pipe;
+  const bool cache = detect_data_format(o.data) == "cache";
   if (o.model_is_path) {
     const ModelFiles files = resolve_model_files(o.model, o.overrides);
     PipelineLoadOptions lo;
     lo.device = o.device;
     lo.transformer_dtype = o.weights;
     lo.encoder_dtype = o.device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
+    lo.with_text = !cache;
     pipe = Pipeline::load(files, lo);
+    if (cache) use_latent_cache(pipe, o, &files);
     log_info("model {}: transformer {} ({}), VAE {}, text {}", o.model, files.transformer,
              pipe.preset.name, files.vae, pipe.text->name());
   } else {
@@ -27,6 +111,7 @@ Pipeline build_pipeline(const TrainOptions& o) {
     if (o.weights != torch::kFloat) pipe.transformer->to(o.weights);
     // Built-in encoders are cheap: cached, never released.
     pipe.text = std::make_shared<CachedTextConditioner>(pipe.text, nullptr);
+    if (cache) use_latent_cache(pipe, o, nullptr);
   }
   pipe.transformer->set_activation_checkpointing(o.gradient_checkpointing);
   return pipe;
@@ -52,19 +137,6 @@ Flux build_transformer(const TrainOptions& o) {
   return t;
 }
 
-std::shared_ptr<const Dataset> build_train_dataset(const TrainOptions& o, int64_t resolution) {
-  if (o.dataset == "shapes")
-    return std::make_shared<ShapesDataset>("train", resolution, o.seed, o.dataset_size);
-  user_error("dataset '{}': expected shapes", o.dataset);
-}
-
-std::shared_ptr<const Dataset> build_validation_dataset(const TrainOptions& o, int64_t resolution) {
-  if (o.val_samples <= 0) return nullptr;
-  if (o.dataset == "shapes")
-    return std::make_shared<ShapesDataset>("val", resolution, o.seed, o.val_samples);
-  user_error("dataset '{}': expected shapes", o.dataset);
-}
-
 std::unique_ptr<TrainedModel> build_trained_model(const TrainOptions& o, Flux transformer) {
   if (o.method == "full")
     return std::make_unique<FullFineTune>(std::move(transformer), o.train_blocks, o.save_frozen);
@@ -78,37 +150,52 @@ TrainParts build_train_parts(const TrainOptions& o) {
   p.pipeline.check_resolution(p.resolution, p.resolution);
   p.dist = std::make_shared<SingleProcess>();
 
-  auto train_data = build_train_dataset(o, p.resolution);
-  p.validation = build_validation_dataset(o, p.resolution);
+  TrainData data =
+      build_train_data(o.data, p.resolution, 2 * p.pipeline.preset.ae_factor, o.seed, o.batch_size,
+                       o.val_samples, p.dist->rank(), p.dist->world_size());
+  p.validation = data.validation;
+  p.report = data.report;
+  p.data_format = data.format;
+  log_info("data: {}", data.describe);
   // Text known now is encoded once; a real model's T5 and CLIP are then freed.
   std::vector<std::string> known = o.validation_prompts;
   known.emplace_back();
   bool all_known = true;
-  for (const Dataset* d : {train_data.get(), p.validation.get()}) {
+  for (const Dataset* d : {data.train.get(), p.validation.get()}) {
     if (!d) continue;
     if (auto captions = d->captions())
       known.insert(known.end(), captions->begin(), captions->end());
     else
       all_known = false;
   }
-  if (o.dataset == "shapes") {  // the final evaluation samples the held-out captions
+  if (data.format == "shapes") {  // the final evaluation samples the held-out captions
     const auto held_out = ShapesDataset::held_out_captions();
     known.insert(known.end(), held_out.begin(), held_out.end());
   }
   auto* text = static_cast<CachedTextConditioner*>(p.pipeline.text.get());
   text->precompute(known);
-  if (all_known && o.model_is_path) {
+  if (all_known && o.model_is_path && text->encoder_loaded()) {
     text->release_encoder();
     log_info("text: {} captions encoded up front; text encoders freed", text->cached());
   }
+  if (o.model_is_path && data.format != "cache" && data.format != "shapes")
+    log_info(
+        "images are VAE-encoded as batches arrive; `fluxtrain prepare` would encode them "
+        "once");
+  if (!all_known && o.model_is_path && text->encoder_loaded()) {
+    log_info(
+        "text: captions are encoded as batches arrive (T5 and CLIP stay loaded); "
+        "`fluxtrain prepare` would encode them once");
+  }
 
-  SampleOrderOptions order;
-  order.shuffle = train_data->wants_shuffle();
-  order.seed = o.seed;
-  order.rank = p.dist->rank();
-  order.world = p.dist->world_size();
-  p.data =
-      std::make_unique<Loader>(train_data, SampleOrder(train_data->size(), order), o.batch_size);
+  LoaderOptions lo;
+  lo.workers = o.data.workers;
+  lo.prefetch = o.data.prefetch;
+  lo.pin_memory = o.device.is_cuda();
+  lo.seed = o.seed;
+  lo.rank = p.dist->rank();
+  lo.world = p.dist->world_size();
+  p.data = std::make_unique<Loader>(data.train, data.sampler, lo);
 
   p.model = build_trained_model(o, p.pipeline.transformer);
   p.optimizer = std::make_unique<AdamW>(p.model->trainable(), o.adamw);

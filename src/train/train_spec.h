@@ -21,10 +21,6 @@ Pipeline build_pipeline(const TrainOptions& o);
 // zero_init), or a model path's weights, in `o.weights` on `o.device`.
 Flux build_transformer(const TrainOptions& o);
 
-// The training and validation datasets `o.dataset` names, at `resolution` pixels.
-std::shared_ptr<const Dataset> build_train_dataset(const TrainOptions& o, int64_t resolution);
-std::shared_ptr<const Dataset> build_validation_dataset(const TrainOptions& o, int64_t resolution);
-
 // The model part for `o.method` over the pipeline's transformer.
 std::unique_ptr<TrainedModel> build_trained_model(const TrainOptions& o, Flux transformer);
 

@@ -41,6 +41,7 @@ nlohmann::json TrainState::to_json() const {
         {{"time", r.time}, {"checkpoint", r.checkpoint}, {"step", r.step}, {"changes", r.changes}});
   return {{"step", step},
           {"samples_seen", samples_seen},
+          {"data_batches", data_batches},
           {"optimizer_steps", optimizer_steps},
           {"next_val_samples", next_val_samples},
           {"best_val_loss", optional_number(best_val_loss)},
@@ -73,6 +74,7 @@ TrainState TrainState::from_json(const nlohmann::json& j, const std::string& ori
   read(j, "seed", s.seed, origin);
   read(j, "config", s.config_yaml, origin);
   read(j, "next_val_samples", s.next_val_samples, origin, false);
+  read(j, "data_batches", s.data_batches, origin, false);
   double v = 0;
   if (j.contains("best_val_loss") && !j["best_val_loss"].is_null()) {
     read(j, "best_val_loss", v, origin);

@@ -27,7 +27,8 @@ struct ResumeRecord {
 
 struct TrainState {
   int64_t step = 0;              // optimizer steps completed
-  int64_t samples_seen = 0;      // training samples consumed over all ranks: the data position
+  int64_t samples_seen = 0;      // training samples consumed over all ranks
+  int64_t data_batches = -1;     // batches each rank has drawn: the loader's position (-1: unknown)
   int64_t optimizer_steps = 0;   // AdamW's bias-correction counter
   int64_t next_val_samples = 0;  // with val_every_samples: the sample count of the next validation
   std::optional<double> best_val_loss, val_loss;

@@ -15,7 +15,9 @@
 #include "core/rng.h"
 #include "core/torch_compat.h"
 #include "model/flux_call.h"
+#include "model/latents.h"
 #include "train/flow_matching.h"
+#include "train/loss_curve.h"
 #include "train/metrics.h"
 #include "train/profiler.h"
 #include "train/prompt_samples.h"
@@ -88,9 +90,8 @@ Trainer::Trainer(TrainParts parts, TrainOptions options, std::string run_dir,
       o_(std::move(options)),
       run_dir_(std::move(run_dir)),
       config_yaml_(std::move(config_yaml)) {
-  image_tokens_ = p_.pipeline.image_tokens(p_.resolution, p_.resolution);
-  latent_side_ = p_.resolution / p_.pipeline.preset.ae_factor;
   guidance_ = o_.guidance >= 0 ? o_.guidance : p_.pipeline.preset.train_guidance;
+  choose_final_evaluation();
 }
 
 Trainer::~Trainer() = default;
@@ -140,10 +141,74 @@ TrainState Trainer::restore(const ResumePoint& from) {
   s.best_val_loss = saved.best_val_loss;
   s.val_loss = saved.val_loss;
   s.resumes = saved.resumes;
-  p_.data->seek(saved.samples_seen);
+  // Checkpoints from before the loader recorded its position drew fixed batches.
+  s.data_batches = saved.data_batches >= 0
+                       ? saved.data_batches
+                       : saved.samples_seen / (o_.batch_size * p_.dist->world_size());
+  p_.data->seek(s.data_batches, s.samples_seen);
   log_info("resuming from {} (step {}, {} samples seen)", from.checkpoint.dir, s.step,
            s.samples_seen);
   return s;
+}
+
+Trainer::Encoded Trainer::encode(const Batch& b) {
+  torch::NoGradGuard no_grad;
+  Encoded e;
+  ImageAutoencoder& ae = *p_.pipeline.autoencoder;
+  const torch::Device device = o_.device;
+  // Pinned batches (CUDA) copy without blocking.
+  auto to_device = [&](const torch::Tensor& t) {
+    return t.to(t.options().device(device), /*non_blocking=*/true);
+  };
+  // A training draw takes a new sample of the VAE posterior per example (its noise from the
+  // example's draw, so a raw-image run and a run on its cache see the same latents).
+  auto posterior_noise = [&](const torch::Tensor& mean) {
+    std::vector<torch::Tensor> eps;
+    for (uint64_t d : b.draws) {
+      auto gen = make_generator(d, RngStream::kLatent);
+      eps.push_back(torch::randn(mean.sizes().slice(1), gen));
+    }
+    return torch::stack(eps).to(device);
+  };
+  torch::Tensor mean, logvar;     // the posterior, [B, C, h, w]
+  if (b.latent_mean.defined()) {  // in the cache's dtype: float32 from here on
+    mean = to_device(b.latent_mean).to(torch::kFloat);
+    logvar = to_device(b.latent_logvar).to(torch::kFloat);
+  } else {
+    // One image per VAE call, as `prepare --batch_size 1` encodes them: a run on raw images and
+    // a run on their cache see bit-identical latents (batched convolutions round differently).
+    std::vector<torch::Tensor> means, logvars;
+    for (int64_t i = 0; i < b.size(); ++i) {
+      auto [m, lv] = ae.encode_moments(to_device(b.images[i].unsqueeze(0)));
+      means.push_back(m);
+      logvars.push_back(lv);
+    }
+    mean = torch::cat(means);
+    logvar = torch::cat(logvars);
+  }
+  const bool draw = o_.sample_latents && !b.draws.empty();
+  torch::Tensor z = ae.latents_from_moments(mean, logvar,  // [B, C, h, w], scaled for the model
+                                            draw ? posterior_noise(mean) : torch::Tensor());
+  e.latent_height = z.size(2);
+  e.latent_width = z.size(3);
+  e.x0 = patchify(z.to(torch::kFloat));  // [B, L, C]
+  if (b.txt.defined()) {
+    // Cached encodings; captions dropped to "" take the empty caption's.
+    e.cond = {to_device(b.txt).to(torch::kFloat), to_device(b.vec).to(torch::kFloat)};
+    std::vector<int64_t> dropped;
+    for (int64_t i = 0; i < b.size(); ++i)
+      if (b.captions[static_cast<size_t>(i)].empty()) dropped.push_back(i);
+    if (!dropped.empty()) {
+      const TextEmbeddings empty = p_.pipeline.text->encode({""}, device);
+      for (int64_t i : dropped) {
+        e.cond.txt[i].copy_(empty.txt[0]);
+        e.cond.vec[i].copy_(empty.vec[0]);
+      }
+    }
+  } else {
+    e.cond = p_.pipeline.text->encode(b.captions, device);
+  }
+  return e;
 }
 
 Trainer::StepStats Trainer::train_step(int64_t step) {
@@ -163,19 +228,19 @@ Trainer::StepStats Trainer::train_step(int64_t step) {
       for (int64_t i = 0; i < B; ++i)
         if (drop[i].item<float>() < o_.caption_dropout) b.captions[i].clear();
     }
-    auto x0 = p_.pipeline.images_to_tokens(b.images);  // [B, L, C]
-    auto cond = p_.pipeline.text->encode(b.captions, device);
+    const Encoded e = encode(b);
     auto tgen = make_generator(o_.seed, RngStream::kTimestep, counter);
-    auto t = sample_timesteps(o_.timesteps, B, image_tokens_, tgen).to(device);
+    auto t = sample_timesteps(o_.timesteps, B, e.x0.size(1), tgen).to(device);
     auto ngen = make_generator(o_.seed, RngStream::kNoise, counter);
-    auto noise = torch::randn(x0.sizes(), ngen);
-    auto pair = flow_matching_pair(x0, noise.to(device), t);
+    auto noise = torch::randn(e.x0.sizes(), ngen);
+    auto pair = flow_matching_pair(e.x0, noise.to(device), t);
     data_phase.end();
     PhaseRange forward_phase("forward");
-    auto pred = predict_velocity(transformer,
-                                 make_flux_inputs(transformer.params, pair.x_t, latent_side_,
-                                                  latent_side_, cond.txt, cond.vec, t, guidance_),
-                                 o_.precision);
+    auto pred =
+        predict_velocity(transformer,
+                         make_flux_inputs(transformer.params, pair.x_t, e.latent_height,
+                                          e.latent_width, e.cond.txt, e.cond.vec, t, guidance_),
+                         o_.precision);
     auto per_sample = flow_matching_loss_per_sample(pred, pair.target);  // [B]
     auto loss = (per_sample * b.loss_weights.to(device)).mean();
     forward_phase.end();
@@ -205,24 +270,22 @@ double Trainer::validate() {
   const int64_t rank = p_.dist->rank(), world = p_.dist->world_size();
   std::vector<int64_t> mine;
   for (int64_t i = rank; i < val.size(); i += world) mine.push_back(i);
-  for (size_t start = 0; start < mine.size(); start += static_cast<size_t>(vb)) {
-    std::vector<int64_t> idx(mine.begin() + start,
-                             mine.begin() + std::min(mine.size(), start + static_cast<size_t>(vb)));
-    Batch b = collate(val, idx);
-    auto x0 = p_.pipeline.images_to_tokens(b.images);
-    auto cond = p_.pipeline.text->encode(b.captions, device);
+  // Batches of up to vb consecutive samples of one size (buckets differ in size).
+  for (const Batch& b : collate_runs(val, mine, vb)) {
+    const Encoded e = encode(b);
     std::vector<torch::Tensor> noise;
-    for (int64_t i : idx) {
+    for (int64_t i : b.indices) {
       auto gen = make_generator(o_.seed, RngStream::kValidation, static_cast<uint64_t>(i));
-      noise.push_back(torch::randn({1, x0.size(1), x0.size(2)}, gen));
+      noise.push_back(torch::randn({1, e.x0.size(1), e.x0.size(2)}, gen));
     }
     auto t = (b.timestep_indices.to(torch::kFloat) / static_cast<double>(kValidationTimesteps))
                  .to(device);
-    auto pair = flow_matching_pair(x0, torch::cat(noise, 0).to(device), t);
-    auto pred = predict_velocity(transformer,
-                                 make_flux_inputs(transformer.params, pair.x_t, latent_side_,
-                                                  latent_side_, cond.txt, cond.vec, t, guidance_),
-                                 o_.precision);
+    auto pair = flow_matching_pair(e.x0, torch::cat(noise, 0).to(device), t);
+    auto pred =
+        predict_velocity(transformer,
+                         make_flux_inputs(transformer.params, pair.x_t, e.latent_height,
+                                          e.latent_width, e.cond.txt, e.cond.vec, t, guidance_),
+                         o_.precision);
     acc.add(flow_matching_loss_per_sample(pred, pair.target), b.timestep_indices);
   }
   acc.all_reduce(*p_.dist);
@@ -236,7 +299,8 @@ void Trainer::save(const std::string& dir) {
       {"optimizer.safetensors", on_cpu(p_.optimizer->state_tensors())}};
   if (p_.ema) files["ema.safetensors"] = on_cpu(p_.ema->tensors());
   state_.optimizer_steps = p_.optimizer->steps_taken();
-  state_.samples_seen = p_.data->position();
+  state_.samples_seen = p_.data->samples_seen();
+  state_.data_batches = p_.data->position();
   save_checkpoint_dir(dir, files, state_.to_json());
 }
 
@@ -254,13 +318,38 @@ void Trainer::sample_validation_prompts(int64_t step) {
   p_.model->transformer().train();
 }
 
+void Trainer::choose_final_evaluation() {
+  if (auto all = p_.data->dataset().captions())
+    for (const auto& c : *all)
+      if (!c.empty()) eval_captions_.push_back(c);
+  eval_kind_ = o_.final_eval;
+  if (eval_kind_ == "auto")
+    eval_kind_ = p_.data_format == "shapes" ? "shapes"
+                 : !eval_captions_.empty() && eval_captions_.size() <= kMaxEvaluationCaptions
+                     ? "captions"
+                     : "none";
+  if (eval_kind_ == "captions" &&
+      (eval_captions_.empty() || eval_captions_.size() > kMaxEvaluationCaptions))
+    user_error("final_eval captions: the data has {} distinct captions (expected 1 to {})",
+               eval_captions_.size(), kMaxEvaluationCaptions);
+  if (eval_kind_ == "shapes" && p_.data_format != "shapes")
+    user_error("final_eval shapes: the data is {}, not the built-in shapes", p_.data_format);
+}
+
 void Trainer::final_evaluation(TrainResult& result) {
-  const bool shapes = o_.dataset == "shapes";
-  if (o_.final_eval == "none" || (o_.final_eval == "auto" && !shapes)) return;
+  const std::string& kind = eval_kind_;
+  const auto& captions = eval_captions_;
+  if (kind == "none") return;
   const SampleOptions so = evaluation_sample_options(p_.pipeline, o_, p_.resolution);
+  const std::string dir = (fs::path(run_dir_) / "samples").string();
   auto evaluate = [&] {
-    result.eval = evaluate_shapes(p_.pipeline, so, o_.eval_images_per_caption,
-                                  (fs::path(run_dir_) / "samples").string());
+    if (kind == "shapes") {
+      result.eval = evaluate_shapes(p_.pipeline, so, o_.eval_images_per_caption, dir);
+    } else {
+      result.eval =
+          write_caption_samples(p_.pipeline, captions, o_.eval_images_per_caption, so, dir);
+      std::ofstream(fs::path(dir) / "eval.json") << result.eval.dump(2) << "\n";
+    }
   };
   if (p_.ema)
     p_.ema->with_averaged_weights(evaluate);
@@ -274,12 +363,15 @@ TrainResult Trainer::run(TrainState state) {
   FluxImpl& transformer = p_.model->transformer();
   const int64_t first_step = state_.step, total = o_.steps;
   log_info("run directory: {}", run_dir_);
-  log_info("model {}: {}; {} {} compute, {} weights, {} image tokens + {} text tokens{}", o_.model,
-           p_.model->describe(), device_description(o_.device), precision_name(o_.precision),
-           precision_name(o_.weights), image_tokens_, p_.pipeline.text->max_tokens(),
+  log_info("model {}: {}; {} {} compute, {} weights, {} image tokens (at {} px) + {} text tokens{}",
+           o_.model, p_.model->describe(), device_description(o_.device),
+           precision_name(o_.precision), precision_name(o_.weights),
+           p_.pipeline.image_tokens(p_.resolution, p_.resolution), p_.resolution,
+           p_.pipeline.text->max_tokens(),
            o_.gradient_checkpointing ? ", activation checkpointing" : "");
-  log_info("data: {}, {} per step", p_.data->dataset().name(),
-           p_.data->global_batch() * o_.grad_accum);
+  log_info("data: {}, {} x {} x {} (batch x accumulation x ranks) per step, {} batches an epoch",
+           p_.data->dataset().name(), o_.batch_size, o_.grad_accum, p_.dist->world_size(),
+           p_.data->sampler().batches_per_epoch());
 
   MetricsLog metrics(
       run_dir_,
@@ -299,9 +391,11 @@ TrainResult Trainer::run(TrainState state) {
     profiler.before_step(state_.step);
     const bool profiled = profiler.active();
     const auto t0 = Clock::now();
+    const int64_t samples_before = p_.data->samples_seen(), batches_before = p_.data->position();
     const StepStats st = train_step(state_.step);
     const int64_t step = ++state_.step;
-    state_.samples_seen = p_.data->position();
+    state_.samples_seen = p_.data->samples_seen();
+    state_.data_batches = p_.data->position();
     if (p_.ema) p_.ema->update(step);
     if (!std::isfinite(st.loss))
       throw std::runtime_error(
@@ -309,7 +403,7 @@ TrainResult Trainer::run(TrainState state) {
     const double step_s = seconds_since(t0);
     ema_step_s = step == first_step + 1 ? step_s : 0.9 * ema_step_s + 0.1 * step_s;
     result.last_loss = st.loss;
-    const double per_step = static_cast<double>(p_.data->global_batch() * o_.grad_accum);
+    const double per_step = static_cast<double>(state_.samples_seen - samples_before);
 
     nlohmann::json row = {{"type", "train"},
                           {"step", step},
@@ -333,6 +427,10 @@ TrainResult Trainer::run(TrainState state) {
       while (state_.next_val_samples <= state_.samples_seen)
         state_.next_val_samples += o_.val_every_samples;
     }
+    const int64_t per_epoch = p_.data->sampler().batches_per_epoch();
+    if (o_.val_every_epochs > 0 && state_.data_batches / per_epoch / o_.val_every_epochs >
+                                       batches_before / per_epoch / o_.val_every_epochs)
+      due = true;
     if (p_.validation && due) {
       profiler.finish(step);  // profile training steps only
       double v = 0;
@@ -344,7 +442,11 @@ TrainResult Trainer::run(TrainState state) {
       row["val_loss"] = v;
       if (is_main)
         metrics.write(
-            {{"type", "val"}, {"step", step}, {"samples", state_.samples_seen}, {"val_loss", v}});
+            {{"type", "val"},
+             {"step", step},
+             {"samples", state_.samples_seen},
+             {"epoch", static_cast<double>(state_.data_batches) / static_cast<double>(per_epoch)},
+             {"val_loss", v}});
       const bool better = !state_.best_val_loss || v < *state_.best_val_loss;
       if (better) state_.best_val_loss = v;
       log_info("step {}: validation loss {:.5f}{}", step, v, better ? " (best)" : "");
@@ -385,6 +487,11 @@ TrainResult Trainer::run(TrainState state) {
       state_.val_loss ? fmt::format(", validation loss {:.5f}", *state_.val_loss) : std::string());
   if (!is_main) return result;
   write_summary(run_dir_, o_.model, result, state_.samples_seen, o_.device, seconds_since(t_start));
+  if (p_.report) {
+    std::ofstream(fs::path(run_dir_) / "data_report.json") << p_.report->to_json().dump(2) << "\n";
+    p_.report->log("data");
+  }
+  write_loss_curve(run_dir_);
   if (!result.interrupted) {
     sample_validation_prompts(state_.step);
     final_evaluation(result);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "data/data_report.h"
 #include "data/loader.h"
 #include "dist/context.h"
 #include "sample/pipeline.h"
@@ -43,7 +44,9 @@ struct TrainParts {
   std::unique_ptr<Ema> ema;  // null: no EMA
   LrSchedule schedule;
   std::shared_ptr<DistContext> dist;
-  int64_t resolution = 0;  // training image side in pixels
+  std::shared_ptr<DataReport> report;  // what the data could not use
+  std::string data_format;             // shapes, fashion-mnist, imagefolder, ...
+  int64_t resolution = 0;              // training image side in pixels (buckets vary around it)
 };
 
 class Trainer {
@@ -59,18 +62,28 @@ class Trainer {
 
  private:
   struct StepStats;
+  // A batch as the transformer takes it: latent tokens [B, L, C] (and the latent's size for the
+  // position ids) and the captions' text embeddings.
+  struct Encoded {
+    torch::Tensor x0;
+    TextEmbeddings cond;
+    int64_t latent_height = 0, latent_width = 0;
+  };
+  Encoded encode(const Batch& batch);
   StepStats train_step(int64_t step);
   double validate();
   void save(const std::string& dir);
   void sample_validation_prompts(int64_t step);
+  void choose_final_evaluation();  // eval_kind_: shapes, captions or none (UserError if unfit)
   void final_evaluation(TrainResult& result);
 
   TrainParts p_;
   TrainOptions o_;
   std::string run_dir_, config_yaml_;
   TrainState state_;
-  int64_t image_tokens_ = 0, latent_side_ = 0;
   double guidance_ = 0;
+  std::string eval_kind_;
+  std::vector<std::string> eval_captions_;
 };
 
 // `fluxtrain train` with the configuration the user gave: resumes when `resume` is set (with the

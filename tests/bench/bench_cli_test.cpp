@@ -239,10 +239,65 @@ TEST(BenchCli, SampleModeWithAModelPathTimesTheRealModel) {
                          "model directory/file\n");
 }
 
+TEST(BenchCli, DataModeTimesDecodingCachedLatentsAndPrepare) {
+  auto dir = fresh_dir("data");
+  const std::string repo = (dir / "FLUX.1-tiny").string();
+  fluxtrain::fixtures::write_tiny_flux_repo(repo, fluxtrain::fixtures::RepoLayout::kBfl,
+                                            /*guidance=*/true, 5);
+  auto r = run("bench --mode data --task decode,cache,prepare --model tiny," + repo +
+               " --resolution 32 --images 8 --batch_size 4 --source_width 48 --source_height 40 "
+               "--warmup 1 --measured 3 --output_dir " +
+               dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const fs::path out = bench_dir(r);
+  const auto j = nlohmann::json::parse(read(out / "results.json"));
+  EXPECT_EQ(j["bench"]["mode"], "data");
+  ASSERT_EQ(j["points"].size(), 6u);
+  for (const auto& p : j["points"]) {
+    ASSERT_EQ(p["status"], "ok") << p.dump();
+    const auto& f = p["figures"];
+    EXPECT_EQ(f["measured"], 3);
+    // A loader batch holds batch_size examples (the 8 images repeat over epochs); a prepare
+    // encodes all of them.
+    const bool prepare = p["settings"]["task"] == "prepare";
+    EXPECT_EQ(f["images_per_iteration"], prepare ? 8 : 4) << p["name"];
+    const double ips = f["images_per_s"].get<double>();
+    EXPECT_NEAR(ips, (prepare ? 8 : 4) * 1000.0 / f["time_ms"]["mean"].get<double>(), 1e-9 * ips);
+    EXPECT_GT(f["peak_memory_bytes"].get<int64_t>(), 0);
+    EXPECT_FALSE(fs::exists(out / "points" / p["name"].get<std::string>()))
+        << "the inputs are removed after the point";
+  }
+  EXPECT_EQ(j["points"][0]["name"], "001-decode-tiny");
+  const auto csv = csv_lines(out / "runs_summary.csv");
+  ASSERT_EQ(csv.size(), 7u);
+  EXPECT_NE(csv[0].find("point,status,task,model,resolution,batch_size"), std::string::npos)
+      << csv[0];
+  EXPECT_NE(csv[0].find("batch_ms_p50"), std::string::npos) << csv[0];
+  // The cache points read latents, not pixels: the log names the latent cache the loader reads.
+  EXPECT_NE(r.out.find("latent cache"), std::string::npos) << r.out;
+
+  auto bad = run("bench --mode data --task resize --dry_run");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("'resize'"), std::string::npos) << bad.out;
+  // A partial batch would make the timed batches unequal: the point fails saying why.
+  auto partial =
+      run("bench --mode data --images 6 --batch_size 4 --resolution 32 --source_width "
+          "40 --source_height 40 --measured 1 --output_dir " +
+          dir.string());
+  ASSERT_EQ(partial.code, 0) << partial.out;
+  const auto pj = nlohmann::json::parse(read(bench_dir(partial) / "results.json"));
+  EXPECT_EQ(pj["points"][0]["status"], "failed");
+  EXPECT_EQ(pj["points"][0]["error"],
+            "images 6: a multiple of batch_size 4 (every timed batch full)");
+}
+
 TEST(BenchCli, ShippedSweepsAreValidAndDryRunListsTheirPoints) {
   const std::string dir = std::string(FLUXTRAIN_SOURCE_DIR) + "/configs/bench/";
-  const std::vector<std::pair<std::string, int>> files = {
-      {"minimal.yaml", 6}, {"full.yaml", 42}, {"gpu-train.yaml", 6}, {"gpu-sample.yaml", 2}};
+  const std::vector<std::pair<std::string, int>> files = {{"minimal.yaml", 6},
+                                                          {"full.yaml", 42},
+                                                          {"gpu-train.yaml", 6},
+                                                          {"gpu-sample.yaml", 2},
+                                                          {"data.yaml", 8}};
   for (const auto& [file, points] : files) {
     auto r = run("bench --config " + dir + file + " --dry_run");
     ASSERT_EQ(r.code, 0) << file << ": " << r.out;

@@ -76,7 +76,8 @@ TEST(Cli, UserErrorsAreOneLineWithExitCode2) {
        "fluxtrain info: error: --model 'flux-pro': expected a preset (flux-dev, flux-schnell, "
        "tiny, tiny-guidance) or a model directory or .safetensors file\n"},
       {"frobnicate",
-       "fluxtrain: unknown command 'frobnicate': expected train, sample, convert, info or bench\n"},
+       "fluxtrain: unknown command 'frobnicate': expected train, prepare, sample, convert, info or "
+       "bench\n"},
   };
   for (const auto& c : cases) {
     auto r = run(c.args);

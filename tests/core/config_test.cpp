@@ -95,6 +95,11 @@ TEST(Config, YamlRoundTrip) {
   EXPECT_DOUBLE_EQ(d.f("lr"), 0.25);
   EXPECT_EQ(d.s("name"), "a: b");
   EXPECT_EQ(d.to_yaml(), c.to_yaml());
+  // Each group's heading is a line of its own above its first key, not a comment after the
+  // previous group's last value.
+  EXPECT_EQ(c.to_yaml(),
+            "# train\nsteps: 100\nlr: 0.25\nema: false\nschedule: \"constant\"\n# run\n"
+            "name: \"a: b\"\nresume: \"\"\n");
 }
 
 TEST(Config, CommandLineSplitting) {

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/errors.h"
+#include "data/batch_sampler.h"
 #include "data/loader.h"
 #include "test_util.h"
 
@@ -95,19 +96,118 @@ TEST(SampleOrder, RanksTogetherTakeEverySampleOncePerEpoch) {
 
 TEST(Loader, BatchesFollowTheOrderAndResumeExactlyMidEpoch) {
   auto data = std::make_shared<Numbers>(7);
-  Loader straight(data, SampleOrder(7, {true, 5, 0, 1}), 3);
+  auto sampler = std::make_shared<SequentialBatches>(SampleOrder(7, {true, 5, 0, 1}), 3);
+  Loader straight(data, sampler, {});
   std::vector<std::vector<std::string>> captions;
   for (int k = 0; k < 5; ++k) captions.push_back(straight.next().captions);  // 15: into epoch 3
-  EXPECT_EQ(straight.position(), 15);
-  // A loader resumed at position 6 (mid-epoch) gives batches 3.. exactly.
-  Loader resumed(data, SampleOrder(7, {true, 5, 0, 1}), 3);
-  resumed.seek(6);
-  for (int k = 2; k < 5; ++k) EXPECT_EQ(resumed.next().captions, captions[k]) << k;
+  EXPECT_EQ(straight.position(), 5);
+  EXPECT_EQ(straight.samples_seen(), 15);
+  EXPECT_EQ(sampler->batches_per_epoch(), 3);  // ceil(7 / 3)
+  // A loader resumed at batch 2 (6 samples in, mid-epoch) gives batches 2.. exactly, with or
+  // without worker threads loading ahead.
+  for (int64_t workers : {0, 1, 3}) {
+    LoaderOptions lo;
+    lo.workers = workers;
+    lo.prefetch = 2;
+    Loader resumed(data, sampler, lo);
+    resumed.seek(2, 6);
+    for (int k = 2; k < 5; ++k) EXPECT_EQ(resumed.next().captions, captions[k]) << k;
+    EXPECT_EQ(resumed.samples_seen(), 15);
+  }
   // Collation: images stacked in order, captions, weights and no timestep indices.
   Batch b = collate(*data, {4, 1});
   EXPECT_TRUE(torch::equal(b.images.flatten(), torch::tensor({4.f, 1.f})));
   EXPECT_EQ(b.captions, (std::vector<std::string>{"4", "1"}));
   EXPECT_TRUE(torch::equal(b.loss_weights, torch::tensor({1.f, 0.5f})));
   EXPECT_TRUE(torch::equal(b.timestep_indices, torch::tensor({-1, -1}, torch::kInt64)));
+  EXPECT_FALSE(b.latent_mean.defined());
   EXPECT_EQ(b.size(), 2);
+}
+
+TEST(Loader, WorkersComputeWithOneThreadAndLeaveTheCallersAlone) {
+  // Each example's caption is the intra-op thread count of the thread that loaded it.
+  class ThreadCount : public Numbers {
+   public:
+    ThreadCount() : Numbers(4) {}
+    Example get(int64_t i) const override {
+      Example ex = Numbers::get(i);
+      ex.caption = std::to_string(at::get_num_threads());
+      return ex;
+    }
+  };
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  auto data = std::make_shared<ThreadCount>();
+  auto sampler = std::make_shared<SequentialBatches>(SampleOrder(4, {true, 1, 0, 1}), 2);
+  LoaderOptions lo;
+  lo.workers = 2;
+  {
+    Loader loader(data, sampler, lo);
+    for (int k = 0; k < 3; ++k)
+      EXPECT_EQ(loader.next().captions, (std::vector<std::string>{"1", "1"})) << k;
+    EXPECT_EQ(at::get_num_threads(), 2);  // the trainer's thread keeps its threads
+  }
+  Loader inline_loader(data, sampler, {});  // no workers: loaded in this thread
+  EXPECT_EQ(inline_loader.next().captions, (std::vector<std::string>{"2", "2"}));
+  EXPECT_EQ(at::get_num_threads(), 2);
+  at::set_num_threads(before);
+}
+
+TEST(Loader, AFailedBatchIsRethrownAtItsTurnAndLoadingGoesOn) {
+  // Example 5 throws: batch 1 ([3, 4, 5]) fails when it is asked for, not before.
+  class Faulty : public Numbers {
+   public:
+    Faulty() : Numbers(9) {}
+    Example get(int64_t i) const override {
+      if (i == 5) throw std::runtime_error("example 5 is broken");
+      return Numbers::get(i);
+    }
+  };
+  auto sampler = std::make_shared<SequentialBatches>(SampleOrder(9, {false, 0, 0, 1}), 3);
+  for (int64_t workers : {0, 2}) {
+    LoaderOptions lo;
+    lo.workers = workers;
+    Loader loader(std::make_shared<Faulty>(), sampler, lo);
+    EXPECT_EQ(loader.next().captions, (std::vector<std::string>{"0", "1", "2"}));
+    EXPECT_THROW(loader.next(), std::runtime_error);
+    EXPECT_EQ(loader.next().captions, (std::vector<std::string>{"6", "7", "8"}));
+  }
+}
+
+TEST(BucketBatches, EachBatchFromOneBucketEveryExampleOncePerEpoch) {
+  // 10 examples in buckets 0 (6 of them) and 7 (4): batches of 4 -> [4, 2] + [4] = 3 batches.
+  const std::vector<int64_t> bucket_of = {0, 7, 0, 0, 7, 0, 7, 0, 0, 7};
+  for (int64_t world : {1, 2}) {
+    std::map<int64_t, int> seen;
+    for (int64_t rank = 0; rank < world; ++rank) {
+      BucketBatches s(bucket_of, 4, {true, 11, rank, world});
+      EXPECT_EQ(s.batches_per_epoch(), world == 1 ? 3 : 2);  // padded to 4 batches for 2 ranks
+      for (int64_t b = 0; b < s.batches_per_epoch(); ++b) {
+        const auto batch = s.batch(b);
+        ASSERT_FALSE(batch.empty());
+        for (int64_t i : batch) {
+          EXPECT_EQ(bucket_of[i], bucket_of[batch[0]]) << "a batch mixes buckets";
+          ++seen[i];
+        }
+      }
+    }
+    ASSERT_EQ(seen.size(), 10u);
+    int total = 0;
+    for (const auto& [i, n] : seen) total += n;
+    // Every example once; with 2 ranks the epoch's 3 batches are padded with its first one.
+    EXPECT_GE(total, 10);
+    if (world == 1) {
+      for (const auto& [i, n] : seen) EXPECT_EQ(n, 1) << i;
+    }
+  }
+  // Deterministic per epoch, different between epochs, and global_samples adds the ranks' sizes.
+  BucketBatches a(bucket_of, 4, {true, 11, 0, 1}), b(bucket_of, 4, {true, 11, 0, 1});
+  EXPECT_EQ(a.batch(4), b.batch(4));
+  EXPECT_NE(a.epoch_batches(0), a.epoch_batches(1));
+  int64_t epoch_samples = 0;
+  for (int64_t k = 0; k < 3; ++k) epoch_samples += a.global_samples(k);
+  EXPECT_EQ(epoch_samples, 10);
+  BucketBatches plain(bucket_of, 4, {false, 0, 0, 1});
+  EXPECT_EQ(plain.epoch_batches(0),
+            (std::vector<std::vector<int64_t>>{{0, 2, 3, 5}, {7, 8}, {1, 4, 6, 9}}));
 }

@@ -10,6 +10,7 @@
 
 #include "core/errors.h"
 #include "io/checkpoint.h"
+#include "io/image.h"
 #include "test_util.h"
 #include "train/train_config.h"
 
@@ -82,6 +83,39 @@ TEST(Trainer, LossFallsOnShapes) {
   EXPECT_NE(text.find("# resolved config"), std::string::npos);
   EXPECT_NE(text.find("step 40/40 | loss"), std::string::npos);
   EXPECT_NE(text.find("validation loss"), std::string::npos);
+  EXPECT_TRUE(fs::exists(fs::path(r.run_dir) / "loss.svg"));  // the loss curve, at the end
+}
+
+TEST(Trainer, AFewCaptionsGetAFinalGridOfSamplesPerCaption) {
+  // An image folder with two captions: final_eval auto samples each caption 3 times into
+  // samples/captions.png (one captioned row per caption) and records it in eval.json.
+  TempDir out;
+  const fs::path images = out.path() / "images";
+  fs::create_directories(images);
+  for (int i = 0; i < 4; ++i) {
+    auto hwc = torch::full({32, 32, 3}, i % 2 ? 200 : 30, torch::kUInt8);
+    write_png((images / fmt::format("{}.png", i)).string(), hwc);
+    std::ofstream(images / fmt::format("{}.txt", i)) << (i % 2 ? "a bright square" : "a dark one");
+  }
+  auto r = train(small_config(
+      out.path(), {"--data", images.string(), "--steps", "2", "--batch_size", "2", "--final_eval",
+                   "auto", "--eval_images_per_caption", "3", "--sample_steps", "2"}));
+  const fs::path grid = fs::path(r.run_dir) / "samples" / "captions.png";
+  ASSERT_TRUE(fs::exists(grid));
+  const auto img = read_image(grid.string());
+  // Three 32 px images a row, enlarged 3x so that a row is at least 256 px wide (2 px padding),
+  // and two rows, each with a caption strip under it.
+  EXPECT_EQ(img.size(1), 3 * (96 + 2) + 2);
+  EXPECT_GT(img.size(0), 2 * (96 + 2) + 2);
+  const auto eval = nlohmann::json::parse(std::ifstream(fs::path(r.run_dir) / "samples/eval.json"));
+  EXPECT_EQ(eval["captions"], (std::vector<std::string>{"a bright square", "a dark one"}));
+  EXPECT_EQ(eval["images_per_caption"], 3);
+  // The shapes judge only knows the built-in shapes.
+  EXPECT_EQ(
+      fluxtrain::testing::error_of([&] {
+        train(small_config(out.path(), {"--data", images.string(), "--final_eval", "shapes"}));
+      }),
+      "final_eval shapes: the data is imagefolder, not the built-in shapes");
 }
 
 TEST(Trainer, ValidationEverySamplesCountsSamples) {
@@ -96,6 +130,26 @@ TEST(Trainer, ValidationEverySamplesCountsSamples) {
   // Both intervals at once is refused.
   EXPECT_NE(fluxtrain::testing::error_of([&] {
               train(small_config(out.path(), {"--val_every", "2", "--val_every_samples", "48"}));
+            }).find("give one validation interval"),
+            std::string::npos);
+}
+
+TEST(Trainer, ValidationEveryEpochsFollowsTheData) {
+  // 32 shapes at batch 8 are 4 batches an epoch: every 2 epochs is after steps 8 and 16, and the
+  // last step (18) validates too. Each validation row says how many epochs the run has seen.
+  TempDir out;
+  auto r = train(small_config(
+      out.path(), {"--steps", "18", "--dataset_size", "32", "--val_every_epochs", "2"}));
+  std::vector<int64_t> steps;
+  std::vector<double> epochs;
+  for (const auto& v : read_rows(r.run_dir, "val")) {
+    steps.push_back(v["step"].get<int64_t>());
+    epochs.push_back(v["epoch"].get<double>());
+  }
+  EXPECT_EQ(steps, (std::vector<int64_t>{8, 16, 18}));
+  EXPECT_EQ(epochs, (std::vector<double>{2.0, 4.0, 4.5}));
+  EXPECT_NE(fluxtrain::testing::error_of([&] {
+              train(small_config(out.path(), {"--val_every", "2", "--val_every_epochs", "1"}));
             }).find("give one validation interval"),
             std::string::npos);
 }
