@@ -1,6 +1,8 @@
 // The loss curve of a run (see loss_curve.h).
 #include "train/loss_curve.h"
 
+#include <fmt/format.h>
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
