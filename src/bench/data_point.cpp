@@ -1,7 +1,6 @@
 // Data points, timed in-process on inputs they write (see data_point.h).
 #include "bench/data_point.h"
 
-#include <c10/util/Exception.h>
 #include <fmt/format.h>
 
 #include <chrono>
@@ -43,10 +42,10 @@ ConfigSchema data_bench_schema() {
       .integer("data", "images", 64,
                "images written (and cached); decode and cache: a multiple of batch_size", 1)
       .integer("data", "captions", 0, "distinct captions among them (0 = one per image)", 0)
-      .integer("data", "source_width", 1024, "width of the written images", 8)
-      .integer("data", "source_height", 768, "height of the written images", 8)
+      .integer("data", "source_width", 1024, "width of the written images", 8, 65535)
+      .integer("data", "source_height", 768, "height of the written images", 8, 65535)
       .choice("data", "image_format", "jpg", {"jpg", "png"}, "format of the written images")
-      .integer("data", "quality", 90, "JPEG quality", 1)
+      .integer("data", "quality", 90, "JPEG quality", 1, 100)
       .boolean("data", "random_flip", true, "training draws flip at random (decode)")
       .boolean("data", "random_crop", false, "training draws crop at random (decode)")
       .choice("data", "cache_dtype", "bf16", {"bf16", "fp32"}, "dtype the cache stores")
@@ -95,15 +94,10 @@ void write_image_folder(const fs::path& dir, const Config& cfg) {
   }
 }
 
-bool is_preset(const std::string& model) {
-  const auto p = model_preset_names();
-  return std::find(p.begin(), p.end(), model) != p.end();
-}
-
 PrepareOptions prepare_options(const Config& cfg, const fs::path& images, const fs::path& out) {
   PrepareOptions o;
   o.model = cfg.s("model");
-  o.model_is_path = !is_preset(o.model);
+  o.model_is_path = !is_model_preset(o.model);
   if (o.model_is_path) o.model = fs::absolute(o.model).lexically_normal().string();
   o.stand_in_encoders = !o.model_is_path;
   o.threads = cfg.i("threads");
@@ -191,13 +185,16 @@ PointResult run_data_point(const SweepSpec& spec, const SweepPoint& point, const
                                 static_cast<uint64_t>(cfg.i("seed")), cfg.i("batch_size"), 0, 0, 1);
       }
       log_info("  {}", data.describe);
+      if (data.train->size() != cfg.i("images"))
+        user_error("images {}: only {} of them usable (see the data report above)", cfg.i("images"),
+                   data.train->size());
       LoaderOptions lo;
       lo.workers = cfg.i("workers");
       lo.prefetch = cfg.i("prefetch");
       lo.pin_memory = cfg.b("pin_memory");
       lo.seed = static_cast<uint64_t>(cfg.i("seed"));
       Loader loader(data.train, data.sampler, lo);
-      per_iteration = std::min(cfg.i("batch_size"), data.train->size());
+      per_iteration = cfg.i("batch_size");
       for (int64_t i = 0; i < warmup + measured; ++i)
         timed(i, [&] {
           const Batch b = loader.next();
@@ -216,15 +213,8 @@ PointResult run_data_point(const SweepSpec& spec, const SweepPoint& point, const
     r.figures->peak_memory_bytes = peak_rss_bytes();
     r.figures->peak_memory_kind = "rss";
     r.status = point_status::kOk;
-  } catch (const UserError& e) {
-    r.status = point_status::kFailed;
-    r.error = e.what();
-  } catch (const c10::Error& e) {
-    r.status = point_status::kFailed;
-    r.error = last_error_line(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    r.status = point_status::kFailed;
-    r.error = last_error_line(e.what());
+  } catch (const std::exception&) {
+    record_point_exception(r);
   }
   std::error_code ec;
   fs::remove_all(work, ec);  // the inputs are regenerated from the seed; keep the bench small

@@ -1,7 +1,6 @@
 // Sampling points, timed in-process (see sample_point.h).
 #include "bench/sample_point.h"
 
-#include <c10/util/Exception.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
 
@@ -166,19 +165,8 @@ PointResult run_sample_point(const SweepSpec& spec, const SweepPoint& point,
       r.figures->peak_memory_kind = "rss";
     }
     r.status = point_status::kOk;
-  } catch (const UserError& e) {
-    r.status = point_status::kFailed;
-    r.error = e.what();
-  } catch (const c10::Error& e) {
-    const std::string msg = e.what_without_backtrace();
-    r.status = is_out_of_memory_text(msg) ? point_status::kOom : point_status::kFailed;
-    r.error = last_error_line(msg);
-  } catch (const std::bad_alloc&) {
-    r.status = point_status::kOom;
-    r.error = "std::bad_alloc";
-  } catch (const std::exception& e) {
-    r.status = is_out_of_memory_text(e.what()) ? point_status::kOom : point_status::kFailed;
-    r.error = last_error_line(e.what());
+  } catch (const std::exception&) {
+    record_point_exception(r);
   }
   if (r.status != point_status::kOk) compat::reset_cuda_memory_peak(device);  // free what is cached
   r.seconds = std::chrono::duration<double>(Clock::now() - t_point).count();

@@ -78,8 +78,7 @@ const std::vector<std::string>& sample_model_presets() {
 }
 
 bool is_sample_model_path(const std::string& model) {
-  const auto& p = sample_model_presets();
-  return std::find(p.begin(), p.end(), model) == p.end() && looks_like_model_path(model);
+  return !is_model_preset(model) && looks_like_model_path(model);
 }
 
 // A sample-mode model: a preset, or a file or directory that exists (its files are resolved when
@@ -263,7 +262,8 @@ SweepSpec make_sweep(const std::vector<SweepEntry>& entries) {
         probe.set(e.key, v, e.origin);
         if (run.find(e.key)->type == KeyType::kBool)  // one spelling for labels and columns
           v = probe.b(e.key) ? "true" : "false";
-        if (spec.mode == "sample" && e.key == "model") check_sample_model(v, e.origin);
+        if ((spec.mode == "sample" || spec.mode == "data") && e.key == "model")
+          check_sample_model(v, e.origin);
       }
     }
     std::set<std::string> seen;

@@ -1,6 +1,7 @@
 // Training points as child processes (see train_point.h).
 #include "bench/train_point.h"
 
+#include <c10/util/Exception.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -220,6 +221,25 @@ PointResult run_train_point(const SweepSpec& spec, const SweepPoint& point, cons
   }
   r.status = point_status::kOk;
   return r;
+}
+
+void record_point_exception(PointResult& r) {
+  try {
+    throw;
+  } catch (const UserError& e) {
+    r.status = point_status::kFailed;
+    r.error = e.what();
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    r.status = is_out_of_memory_text(msg) ? point_status::kOom : point_status::kFailed;
+    r.error = last_error_line(msg);
+  } catch (const std::bad_alloc&) {
+    r.status = point_status::kOom;
+    r.error = "std::bad_alloc";
+  } catch (const std::exception& e) {
+    r.status = is_out_of_memory_text(e.what()) ? point_status::kOom : point_status::kFailed;
+    r.error = last_error_line(e.what());
+  }
 }
 
 }  // namespace fluxtrain

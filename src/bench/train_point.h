@@ -26,6 +26,10 @@ PointResult run_train_point(const SweepSpec& spec, const SweepPoint& point, cons
 // "interrupted"; our time limit is "timeout"; anything else "failed" with its last error line.
 std::pair<std::string, std::string> classify_failure(const ProcessOutcome& outcome,
                                                      const std::string& log_text);
+// Inside a catch: the in-process point `r` as the exception in flight ends it: a UserError
+// "failed" with its message; out-of-memory (a CUDA or CPU allocator's text, std::bad_alloc)
+// "oom"; anything else "failed" with its last error line.
+void record_point_exception(PointResult& r);
 // True when the text reports an out-of-memory error.
 bool is_out_of_memory_text(const std::string& text);
 // The last line that mentions an error, else the last non-empty line (trimmed, at most 300 chars).

@@ -30,15 +30,10 @@ static ConfigSchema sample_schema() {
          true)
       .string("input", "model", "",
               "a FLUX.1 model instead of a checkpoint: diffusers repository, BFL files' folder, "
-              "Hugging Face cache entry, or a transformer .safetensors file")
-      .string("input", "transformer", "", "with --model: the transformer file or folder")
-      .string("input", "vae", "", "with --model: BFL ae.safetensors or a diffusers vae/ folder")
-      .string("input", "text_encoder", "", "with --model: CLIP-L text_encoder/ folder")
-      .string("input", "text_encoder_2", "", "with --model: T5-XXL text_encoder_2/ folder")
-      .string("input", "tokenizer", "", "with --model: CLIP tokenizer/ folder")
-      .string("input", "tokenizer_2", "", "with --model: T5 tokenizer_2/ folder or spiece.model")
-      .string("input", "prompt", "",
-              "the prompt (more through prompts_file); --prompt \"\" samples unconditionally")
+              "Hugging Face cache entry, or a transformer .safetensors file");
+  add_model_file_keys(s, "input", "with --model");
+  s.string("input", "prompt", "",
+           "the prompt (more through prompts_file); --prompt \"\" samples unconditionally")
       .path("input", "prompts_file", "text file with one prompt per line", true)
       .string("output", "out", "sample.png",
               "output PNG; several images become <stem>-<k>.png, or files in it if a directory")
@@ -230,8 +225,7 @@ int sample_checkpoint(const Config& cfg, const std::vector<std::string>& prompts
 // A real FLUX.1 model: every prompt through the text encoders first (then they are freed), all
 // images through the transformer, then the VAE; one component on the device at a time.
 int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
-  ModelFileOverrides overrides{cfg.s("transformer"),    cfg.s("vae"),       cfg.s("text_encoder"),
-                               cfg.s("text_encoder_2"), cfg.s("tokenizer"), cfg.s("tokenizer_2")};
+  const ModelFileOverrides overrides = model_file_overrides(cfg);
   // --transformer FILE alone stands for the model (the other components beside it or by flag).
   const std::string model_path = cfg.s("model").empty() ? cfg.s("transformer") : cfg.s("model");
   ModelFiles files = resolve_model_files(model_path, overrides);

@@ -53,9 +53,10 @@ std::vector<std::vector<int64_t>> BucketBatches::epoch_batches(int64_t epoch) co
       auto gen = make_generator(options_.seed, RngStream::kShuffle,
                                 derive_seed(static_cast<uint64_t>(epoch), k + 1));
       auto perm = torch::randperm(static_cast<int64_t>(order.size()), gen, torch::kInt64);
+      const int64_t* p = perm.data_ptr<int64_t>();
       std::vector<int64_t> shuffled;
       for (int64_t i = 0; i < perm.numel(); ++i)
-        shuffled.push_back(order[static_cast<size_t>(perm[i].item<int64_t>())]);
+        shuffled.push_back(order[static_cast<size_t>(p[i])]);
       order = std::move(shuffled);
     }
     for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size_))
@@ -67,9 +68,10 @@ std::vector<std::vector<int64_t>> BucketBatches::epoch_batches(int64_t epoch) co
     auto gen = make_generator(options_.seed, RngStream::kShuffle,
                               derive_seed(static_cast<uint64_t>(epoch), 0));
     auto perm = torch::randperm(static_cast<int64_t>(out.size()), gen, torch::kInt64);
+    const int64_t* p = perm.data_ptr<int64_t>();
     std::vector<std::vector<int64_t>> shuffled;
     for (int64_t i = 0; i < perm.numel(); ++i)
-      shuffled.push_back(std::move(out[static_cast<size_t>(perm[i].item<int64_t>())]));
+      shuffled.push_back(std::move(out[static_cast<size_t>(p[i])]));
     out = std::move(shuffled);
   }
   return out;
@@ -77,15 +79,14 @@ std::vector<std::vector<int64_t>> BucketBatches::epoch_batches(int64_t epoch) co
 
 const std::vector<std::vector<int64_t>>& BucketBatches::plan(int64_t epoch) const {
   // Callers hold cache_->mutex.
-  if (cache_->epoch != epoch) {
-    auto batches = epoch_batches(epoch);
-    const size_t real = batches.size();
-    for (size_t i = 0; batches.size() < static_cast<size_t>(per_rank_ * options_.world); ++i)
-      batches.push_back(batches[i % real]);
-    cache_->batches = std::move(batches);
-    cache_->epoch = epoch;
-  }
-  return cache_->batches;
+  auto& plans = cache_->plans;
+  if (auto it = plans.find(epoch); it != plans.end()) return it->second;
+  auto batches = epoch_batches(epoch);
+  const size_t real = batches.size();
+  for (size_t i = 0; batches.size() < static_cast<size_t>(per_rank_ * options_.world); ++i)
+    batches.push_back(batches[i % real]);
+  if (plans.size() >= 2) plans.erase(plans.begin());  // the oldest
+  return plans.emplace(epoch, std::move(batches)).first->second;
 }
 
 std::vector<int64_t> BucketBatches::batch(int64_t b) const {

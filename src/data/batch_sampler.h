@@ -9,6 +9,7 @@
 //    epoch's first batches, and dealt out: rank r takes batch b * world + r of the epoch's list.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -61,10 +62,11 @@ class BucketBatches : public BatchSampler {
   int64_t batch_size_;
   SampleOrderOptions options_;
   int64_t per_rank_ = 0;
+  // The plans of the two latest epochs asked for (at an epoch's end the trainer still counts the
+  // old epoch's samples while workers draw from the new one).
   struct Cache {
     std::mutex mutex;
-    int64_t epoch = -1;
-    std::vector<std::vector<int64_t>> batches;
+    std::map<int64_t, std::vector<std::vector<int64_t>>> plans;
   };
   std::shared_ptr<Cache> cache_ = std::make_shared<Cache>();
 };

@@ -72,4 +72,15 @@ std::string bucket_counts_text(const std::vector<Bucket>& assigned) {
   return out;
 }
 
+std::vector<int64_t> bucket_ids_by_size(const std::vector<Bucket>& buckets) {
+  std::map<Bucket, int64_t> ids;
+  for (const auto& b : buckets) ids.emplace(b, 0);
+  int64_t next = 0;
+  for (auto& [b, id] : ids) id = next++;
+  std::vector<int64_t> out;
+  out.reserve(buckets.size());
+  for (const auto& b : buckets) out.push_back(ids.at(b));
+  return out;
+}
+
 }  // namespace fluxtrain

@@ -18,6 +18,11 @@ struct BucketOptions {
   double max_upscale = 1.0;
 };
 
+struct Bucket;
+// Each entry's bucket as an id that orders buckets by size (width, then height), so that raw
+// images and their latent cache number, and so shuffle, the same buckets alike.
+std::vector<int64_t> bucket_ids_by_size(const std::vector<Bucket>& buckets);
+
 struct Bucket {
   int64_t width = 0, height = 0;
   bool operator==(const Bucket& o) const { return width == o.width && height == o.height; }

@@ -24,8 +24,8 @@ ImageDataset::ImageDataset(std::shared_ptr<const ImageSource> source, ImageDatas
     const ImageItem& item = source_->item(i);
     std::optional<ImageInfo> info;
     try {
-      info = probe_image(source_->read_head(i, 1 << 16));
-      if (!info) info = probe_image(source_->read_bytes(i));  // headers past the first 64 KB
+      info = probe_image(source_->read_head(i, 1 << 16), /*whole_file=*/false);
+      if (!info) info = probe_image(source_->read_bytes(i), true);  // past the first 64 KB
     } catch (const UserError& e) {
       report_->add(item.key, e.what());
       continue;
@@ -58,7 +58,7 @@ ImageDataset::ImageDataset(std::shared_ptr<const ImageSource> source, ImageDatas
 }
 
 std::vector<int64_t> ImageDataset::bucket_ids() const {
-  return std::vector<int64_t>(bucket_group_.begin(), bucket_group_.end());
+  return bucket_ids_by_size(buckets_);
 }
 
 Example ImageDataset::load(int64_t index, std::optional<uint64_t> draw) const {

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/errors.h"
+#include "data/buckets.h"
 #include "io/checksum.h"
 #include "io/files.h"
 
@@ -21,6 +22,16 @@ T field(const nlohmann::json& j, const char* key, const std::string& where) {
   } catch (const nlohmann::json::exception&) {
     user_error("{}: '{}' has the wrong type ({})", where, key, j.at(key).type_name());
   }
+}
+
+// j[key], present and of the JSON type `kind` ("object" or "array").
+const nlohmann::json& json_field(const nlohmann::json& j, const char* key, const char* kind,
+                                 const std::string& where) {
+  if (!j.contains(key)) user_error("{}: no '{}'", where, key);
+  const auto& v = j.at(key);
+  if (v.type_name() != std::string(kind))
+    user_error("{}: '{}' is {}, expected {}", where, key, v.type_name(), kind);
+  return v;
 }
 
 void check_shard(const fs::path& dir, const nlohmann::json& s, bool verify,
@@ -62,15 +73,18 @@ LatentCacheManifest read_latent_cache_manifest(const std::string& dir, bool veri
   m.captions = field<std::vector<std::string>>(j, "captions", where);
   m.empty_caption = field<int64_t>(j, "empty_caption", where);
   m.text_shard_size = field<int64_t>(j, "text_shard_size", where);
-  const auto& vae = j.at("vae");
-  m.scaling_factor = field<double>(vae, "scaling_factor", where);
-  m.shift_factor = field<double>(vae, "shift_factor", where);
-  for (const auto& s : j.at("latent_shards")) check_shard(root, s, verify, where, m.latent_shards);
-  for (const auto& s : j.at("text_shards")) check_shard(root, s, verify, where, m.text_shards);
+  for (const auto& s : json_field(j, "latent_shards", "array", where))
+    check_shard(root, s, verify, where, m.latent_shards);
+  for (const auto& s : json_field(j, "text_shards", "array", where))
+    check_shard(root, s, verify, where, m.text_shards);
+  if (m.text_shard_size < 1 || static_cast<int64_t>(m.text_shards.size()) * m.text_shard_size <
+                                   static_cast<int64_t>(m.captions.size()))
+    user_error("{}: {} text shards of {} captions cannot hold its {} captions", where,
+               m.text_shards.size(), m.text_shard_size, m.captions.size());
   if (m.empty_caption < 0 || m.empty_caption >= static_cast<int64_t>(m.captions.size()) ||
       !m.captions[static_cast<size_t>(m.empty_caption)].empty())
     user_error("{}: empty_caption {} is not the empty caption", where, m.empty_caption);
-  for (const auto& e : j.at("examples")) {
+  for (const auto& e : json_field(j, "examples", "array", where)) {
     CachedExample x;
     x.key = field<std::string>(e, "key", where);
     x.caption = field<int64_t>(e, "caption", where);
@@ -147,13 +161,12 @@ std::optional<std::vector<std::string>> LatentCacheDataset::captions() const {
 }
 
 std::vector<int64_t> LatentCacheDataset::bucket_ids() const {
-  std::map<std::pair<int64_t, int64_t>, int64_t> ids;
-  std::vector<int64_t> out;
+  std::vector<Bucket> sizes;
   for (int64_t i : examples_) {
     const auto& x = manifest_->examples[static_cast<size_t>(i)];
-    out.push_back(ids.emplace(std::make_pair(x.width, x.height), ids.size()).first->second);
+    sizes.push_back({x.width, x.height});
   }
-  return out;
+  return bucket_ids_by_size(sizes);
 }
 
 }  // namespace fluxtrain

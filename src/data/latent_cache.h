@@ -45,7 +45,6 @@ struct LatentCacheManifest {
   int64_t empty_caption = -1;
   int64_t text_shard_size = 0;
   std::vector<std::string> latent_shards, text_shards;  // file names
-  double scaling_factor = 1.0, shift_factor = 0.0;      // of the VAE that encoded the latents
 };
 
 // True when `dir` holds a cache.json.

@@ -1,11 +1,21 @@
 // Batching, collation and the threaded loader (see loader.h).
 #include "data/loader.h"
 
+#include <dlfcn.h>
+
 #include "core/device.h"
 #include "core/errors.h"
 #include "core/rng.h"
 
 namespace fluxtrain {
+
+namespace {
+// omp_set_num_threads of the OpenMP runtime libtorch loaded (libgomp, or pip torch's own copy),
+// looked up at run time so that we neither link a second runtime nor depend on which one it is;
+// null without OpenMP.
+void (*const omp_set_num_threads_fn)(int) =
+    reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+}  // namespace
 
 namespace {
 
@@ -107,6 +117,9 @@ Loader::Loader(std::shared_ptr<const Dataset> data, std::shared_ptr<const BatchS
   if (options_.workers < 0 || options_.prefetch < 1)
     user_error("loader: workers {} and prefetch {}: expected workers >= 0, prefetch >= 1",
                options_.workers, options_.prefetch);
+  if (options_.pin_memory && !torch::cuda::is_available())
+    user_error(
+        "pin_memory: page-locked batches are for copies to a CUDA device, and there is none");
   start_workers();
 }
 
@@ -127,7 +140,12 @@ Batch Loader::load(int64_t b) const {
 void Loader::work() {
   // One intra-op thread per worker: the trainer's thread keeps the cores for the model; a
   // worker's small tensor ops fanned out over OpenMP teams of their own would contend with it.
-  at::set_num_threads(1);
+  // OpenMP's thread count is per thread; at::set_num_threads would also set MKL's, for the
+  // whole process.
+  // ATen sets each thread's OpenMP count to its global one on the thread's first parallel op:
+  // let it do so first, or it would undo ours.
+  at::internal::lazy_init_num_threads();
+  if (omp_set_num_threads_fn) omp_set_num_threads_fn(1);
   for (;;) {
     int64_t b = 0;
     {

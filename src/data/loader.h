@@ -46,7 +46,8 @@ Batch stack_examples(std::vector<Example> examples, const std::vector<int64_t>& 
 // validation pass over images in several buckets).
 std::vector<Batch> collate_runs(const Dataset& data, const std::vector<int64_t>& indices,
                                 int64_t max_batch);
-// The batch's tensors in page-locked memory (CUDA builds; a no-op copy otherwise).
+// The batch's tensors in page-locked memory (needs a CUDA device; the Loader refuses pin_memory
+// without one).
 Batch pin_batch(Batch batch);
 
 struct LoaderOptions {

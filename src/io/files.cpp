@@ -125,6 +125,27 @@ std::string parent_dir(const std::string& path) {
   return parent.empty() ? std::string(".") : parent.string();
 }
 
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp-" + unique_suffix();
+  try {
+    OutFile out(tmp);
+    out.write(text.data(), text.size());
+    out.sync();
+    out.close();
+  } catch (...) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    throw;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    user_error("{}: cannot write ({})", path, std::strerror(err));
+  }
+  fsync_dir(parent_dir(path));
+}
+
 OpenedFile open_regular_file(const std::string& path, const std::string& what) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -149,27 +170,28 @@ std::vector<std::string> files_matching(const std::string& spec, const std::stri
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::is_regular_file(spec, ec)) return {spec};
-  std::vector<std::string> out;
-  auto take = [&](const fs::directory_entry& e) {
-    if (e.is_regular_file() && e.path().extension() == extension) out.push_back(e.path().string());
+  // A directory's files, or those whose names match a glob in the last path component.
+  const bool is_dir = fs::is_directory(spec, ec);
+  const fs::path p(spec);
+  const fs::path dir = is_dir ? p : (p.has_parent_path() ? p.parent_path() : fs::path("."));
+  const std::string pattern = p.filename().string();
+  if (!is_dir && !fs::is_directory(dir, ec)) return {};
+  auto wanted = [&](const fs::directory_entry& e) {
+    std::error_code type_ec;  // an entry that cannot be examined (a dangling link) is skipped
+    if (!e.is_regular_file(type_ec)) return false;
+    return is_dir ? e.path().extension() == extension
+                  : fnmatch(pattern.c_str(), e.path().filename().c_str(), 0) == 0;
   };
-  if (fs::is_directory(spec, ec)) {
-    if (recursive) {
-      for (auto it = fs::recursive_directory_iterator(spec, ec); !ec && it != fs::end(it);
-           it.increment(ec))
-        take(*it);
-    } else {
-      for (const auto& e : fs::directory_iterator(spec, ec)) take(e);
-    }
-  } else {
-    const fs::path p(spec);
-    const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-    const std::string pattern = p.filename().string();
-    if (fs::is_directory(dir, ec))
-      for (const auto& e : fs::directory_iterator(dir, ec))
-        if (e.is_regular_file() && fnmatch(pattern.c_str(), e.path().filename().c_str(), 0) == 0)
-          out.push_back(e.path().string());
-  }
+  std::vector<std::string> out;
+  auto list = [&](auto it) {
+    for (; !ec && it != fs::end(it); it.increment(ec))
+      if (wanted(*it)) out.push_back(it->path().string());
+  };
+  if (is_dir && recursive)
+    list(fs::recursive_directory_iterator(dir, ec));
+  else
+    list(fs::directory_iterator(dir, ec));
+  if (ec) user_error("{}: cannot list ({})", dir.string(), ec.message());
   std::sort(out.begin(), out.end());
   return out;
 }

@@ -45,6 +45,10 @@ nlohmann::json read_json_file(const std::string& path);
 // The parent directory of `path` ("." when it has none), with trailing slashes ignored.
 std::string parent_dir(const std::string& path);
 
+// `text` written to `path` whole or not at all: a temporary file beside it, synced, renamed over
+// it, the directory synced. UserError naming the path when any step fails (a full disk).
+void write_file_atomically(const std::string& path, const std::string& text);
+
 // A regular file opened read-only (O_CLOEXEC) for mapping; the caller closes fd. UserError
 // "<path>: no such file", "cannot open (...)", "cannot stat (...)", or "is a directory, expected
 // <what>".
@@ -56,7 +60,8 @@ OpenedFile open_regular_file(const std::string& path, const std::string& what);
 
 // The files a data path names, sorted: the file itself; a directory's files ending in
 // `extension` (".tar"; its subdirectories too with `recursive`); or a glob of file names in one
-// directory ("shards/train-*.tar"). Empty when nothing matches.
+// directory ("shards/train-*.tar"). Empty when nothing matches; UserError naming the directory
+// when it cannot be listed.
 std::vector<std::string> files_matching(const std::string& spec, const std::string& extension,
                                         bool recursive);
 

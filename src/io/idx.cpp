@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <functional>
 
 #include "core/errors.h"
+#include "io/files.h"
 
 namespace fluxtrain {
 namespace {
@@ -104,14 +106,12 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name) {
 }
 
 IdxArray read_idx(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) user_error("{}: no such file", path);
-    user_error("{}: cannot read ({})", path, std::strerror(errno));
+  const OpenedFile opened = open_regular_file(path, "an IDX file");
+  gzFile f = gzdopen(opened.fd, "rb");  // plain files are read as they are; gzclose closes fd
+  if (!f) {
+    ::close(opened.fd);
+    user_error("{}: cannot read (zlib could not open it)", path);
   }
-  if (!S_ISREG(st.st_mode)) user_error("{}: cannot read (not a regular file)", path);
-  gzFile f = gzopen(path.c_str(), "rb");  // plain files are read as they are
-  if (!f) user_error("{}: cannot read ({})", path, std::strerror(errno));
   auto check = [&] {
     int err = Z_OK;
     const char* msg = gzerror(f, &err);
@@ -119,7 +119,9 @@ IdxArray read_idx(const std::string& path) {
     if (err == Z_OK) return;
     if (err == Z_ERRNO) user_error("{}: cannot read ({})", path, std::strerror(errno));
     std::string why = msg ? msg : "zlib error";
-    if (why.rfind(path + ": ", 0) == 0) why.erase(0, path.size() + 2);  // zlib prefixes the path
+    // zlib prefixes the name it was opened with: "<fd:3>: " for gzdopen.
+    if (why.rfind("<fd:", 0) == 0 && why.find(">: ") != std::string::npos)
+      why.erase(0, why.find(">: ") + 3);
     user_error("{}: corrupt gzip data ({})", path, why);
   };
   try {

@@ -34,6 +34,11 @@ void check_hwc_uint8(const torch::Tensor& t, const char* what) {
     throw std::invalid_argument(fmt::format("{}: expected a uint8 [H, W, C] tensor", what));
 }
 
+// stb's write callback: the bytes appended to the std::string at ctx.
+void append_to_string(void* ctx, void* data, int size) {
+  static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), size_t(size));
+}
+
 uint32_t read_be32(const unsigned char* p) {
   return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
 }
@@ -237,10 +242,8 @@ std::string encode_png(const torch::Tensor& hwc, const std::map<std::string, std
   }
   torch::Tensor img = hwc.contiguous();
   std::string png;
-  auto sink = [](void* ctx, void* data, int size) {
-    static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), size_t(size));
-  };
-  if (!stbi_write_png_to_func(sink, &png, int(w), int(h), int(c), img.data_ptr(), int(w * c)))
+  if (!stbi_write_png_to_func(append_to_string, &png, int(w), int(h), int(c), img.data_ptr(),
+                              int(w * c)))
     throw std::runtime_error("encode_png: stb failed to encode the image");
   // stb ends the file with the 12-byte IEND chunk; the text goes just before it.
   if (png.size() < 8 + 12 || png.compare(png.size() - 8, 4, "IEND") != 0)
@@ -260,10 +263,8 @@ std::string encode_jpeg(const torch::Tensor& hwc, int quality) {
     throw std::invalid_argument(fmt::format("encode_jpeg: quality {} not in 1..100", quality));
   torch::Tensor img = hwc.contiguous();
   std::string jpg;
-  auto sink = [](void* ctx, void* data, int size) {
-    static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), size_t(size));
-  };
-  if (!stbi_write_jpg_to_func(sink, &jpg, int(w), int(h), int(c), img.data_ptr(), quality))
+  if (!stbi_write_jpg_to_func(append_to_string, &jpg, int(w), int(h), int(c), img.data_ptr(),
+                              quality))
     throw std::runtime_error("encode_jpeg: stb failed to encode the image");
   return jpg;
 }

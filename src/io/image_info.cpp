@@ -63,7 +63,7 @@ std::optional<ImageInfo> jpeg(const std::string& b) {
   return std::nullopt;
 }
 
-std::optional<ImageInfo> webp(const std::string& b) {
+std::optional<ImageInfo> webp(const std::string& b, bool whole_file) {
   // RIFF <size> WEBP, then the first chunk: "VP8 " (lossy), "VP8L" (lossless) or "VP8X".
   if (b.size() < 30) return std::nullopt;
   if (starts(b, 12, "VP8 ", 4)) {
@@ -78,19 +78,24 @@ std::optional<ImageInfo> webp(const std::string& b) {
   if (starts(b, 12, "VP8X", 4)) {
     int64_t w = le24(b, 24) + 1, h = le24(b, 27) + 1;
     // An EXIF chunk (flag bit 3) may rotate the displayed image: walk the chunks to it.
+    // The EXIF chunk usually follows the image data: in the first bytes of a file it is often
+    // not there yet, and the caller must look at the whole file.
     if (static_cast<uint8_t>(b[20]) & 0x08) {
       size_t i = 12;
+      bool found = false;
       while (i + 8 <= b.size()) {
         const size_t n = le32(b, i + 4);
         if (starts(b, i, "EXIF", 4) && i + 8 + n <= b.size()) {
           const int o =
               tiff_orientation(reinterpret_cast<const unsigned char*>(b.data()) + i + 8, n);
           if (o >= 5 && o <= 8) std::swap(w, h);
+          found = true;
           break;
         }
         if (n > b.size()) break;
         i += 8 + n + (n & 1);
       }
+      if (!found && !whole_file) return std::nullopt;
     }
     return sized("webp", w, h);
   }
@@ -99,13 +104,13 @@ std::optional<ImageInfo> webp(const std::string& b) {
 
 }  // namespace
 
-std::optional<ImageInfo> probe_image(const std::string& b) {
+std::optional<ImageInfo> probe_image(const std::string& b, bool whole_file) {
   if (starts(b, 0, "\x89PNG\r\n\x1a\n", 8)) {
     if (b.size() < 24 || !starts(b, 12, "IHDR", 4)) return std::nullopt;
     return sized("png", be32(b, 16), be32(b, 20));
   }
   if (starts(b, 0, "\xFF\xD8", 2)) return jpeg(b);
-  if (starts(b, 0, "RIFF", 4) && starts(b, 8, "WEBP", 4)) return webp(b);
+  if (starts(b, 0, "RIFF", 4) && starts(b, 8, "WEBP", 4)) return webp(b, whole_file);
   if (starts(b, 0, "BM", 2)) {
     if (b.size() < 26) return std::nullopt;
     const uint32_t header = le32(b, 14);

@@ -15,7 +15,9 @@ struct ImageInfo {
 };
 
 // nullopt when the bytes are not one of these formats or the header is truncated or malformed
-// (callers report the item; decoding would fail the same way).
-std::optional<ImageInfo> probe_image(const std::string& bytes);
+// (callers report the item; decoding would fail the same way). Without `whole_file` (the first
+// bytes of a file only), also nullopt when what decides the size may lie further on (a WebP's
+// EXIF chunk after its image data): probe the whole file then.
+std::optional<ImageInfo> probe_image(const std::string& bytes, bool whole_file);
 
 }  // namespace fluxtrain

@@ -28,13 +28,20 @@ class Budget {
  public:
   Budget(uint64_t limit, const std::string& context) : limit_(limit), left_(limit), ctx_(context) {}
   void take(uint64_t n, const char* what) {
-    if (n > left_)
-      user_error("{}: {} would take the read past its memory limit of {} bytes (corrupt file?)",
-                 ctx_, what, limit_);
+    if (n > left_) fail(what);
     left_ -= n;
+  }
+  // `count` items of `each` bytes, without overflowing the product.
+  void take_n(uint64_t count, uint64_t each, const char* what) {
+    if (each > 0 && count > left_ / each) fail(what);
+    left_ -= count * each;
   }
 
  private:
+  [[noreturn]] void fail(const char* what) const {
+    user_error("{}: {} would take the read past its memory limit of {} bytes (corrupt file?)", ctx_,
+               what, limit_);
+  }
   uint64_t limit_, left_;
   const std::string& ctx_;
 };
@@ -142,7 +149,7 @@ void decode_plain(const ParquetColumn& col, int type, const uint8_t* p, size_t n
     case kFixedLenByteArray: {
       const uint64_t w = uint64_t(col.type_length);
       need(w, "FIXED_LEN_BYTE_ARRAY");
-      budget.take(uint64_t(count) * w, "FIXED_LEN_BYTE_ARRAY values");
+      budget.take_n(uint64_t(count), uint64_t(w), "FIXED_LEN_BYTE_ARRAY values");
       for (uint32_t i = 0; i < count; ++i)
         out.strings.emplace_back(reinterpret_cast<const char*>(p + i * w), size_t(w));
       return;
@@ -420,7 +427,7 @@ struct ChunkDecoder {
     if (uint64_t(h.num_values) * width > v.size() && chunk.physical_type != kFixedLenByteArray)
       user_error("{}: the dictionary claims {} entries in {} bytes", page_ctx, h.num_values,
                  v.size());
-    budget.take(uint64_t(h.num_values) * sizeof(std::string), "the dictionary");
+    budget.take_n(uint64_t(h.num_values), sizeof(std::string), "the dictionary");
     decode_plain(col, chunk.physical_type, reinterpret_cast<const uint8_t*>(v.data()), v.size(),
                  uint32_t(h.num_values), dictionary, budget, page_ctx);
     has_dictionary = true;
@@ -507,9 +514,7 @@ ColumnValues decode_chunk(const FileData& file, const ChunkMeta& chunk, const Pa
   if (chunk.physical_type == kInt96) user_error("{}: INT96 values are not supported", context);
   // Per row: its present flag, a level or index, the value and its optional in the result.
   const uint64_t per_row = 1 + 4 + 2 * (sizeof(std::optional<std::string>) + sizeof(std::string));
-  if (uint64_t(chunk.num_values) > memory_limit / per_row)
-    budget.take(memory_limit + 1, "the rows");  // the error, without overflowing
-  budget.take(uint64_t(chunk.num_values) * per_row, "the rows");
+  budget.take_n(uint64_t(chunk.num_values), per_row, "the rows");
 
   ColumnValues out;
   out.present.reserve(size_t(chunk.num_values));

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "core/errors.h"
+#include "io/files.h"
 
 namespace fluxtrain {
 namespace {
@@ -291,25 +292,6 @@ TarListing scan(const Source& src, const std::string& name) {
   return L;
 }
 
-int open_for_reading(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) user_error("{}: no such file", path);
-    user_error("{}: cannot read ({})", path, std::strerror(errno));
-  }
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    user_error("{}: cannot read (not a regular file)", path);
-  }
-  return fd;
-}
-
-int64_t file_size(int fd) {
-  struct stat st;
-  return ::fstat(fd, &st) == 0 ? int64_t(st.st_size) : 0;
-}
-
 std::string read_member(const Source& src, const TarMember& m, const std::string& name) {
   if (m.size < 0 || m.data_offset < 0)
     throw std::invalid_argument(fmt::format("read_tar_member: bad member '{}'", m.name));
@@ -347,18 +329,7 @@ std::vector<TarMember> list_tar_bytes(const std::string& bytes, const std::strin
 }
 
 std::string read_tar_member(const std::string& path, const TarMember& m) {
-  const int fd = open_for_reading(path);
-  Source src;
-  src.fd = fd;
-  src.size = file_size(fd);
-  try {
-    std::string out = read_member(src, m, path);
-    ::close(fd);
-    return out;
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
+  return TarReader(path).read(m);
 }
 
 std::string read_tar_member_bytes(const std::string& bytes, const TarMember& m,
@@ -369,10 +340,13 @@ std::string read_tar_member_bytes(const std::string& bytes, const TarMember& m,
   return read_member(src, m, name);
 }
 
-TarReader::TarReader(const std::string& path) : path_(path), fd_(open_for_reading(path)) {
+TarReader::TarReader(const std::string& path) : path_(path) {
+  const OpenedFile f = open_regular_file(path, "a .tar file");
+  fd_ = f.fd;
+  size_ = static_cast<int64_t>(f.size);
   Source src;
   src.fd = fd_;
-  src.size = file_size(fd_);
+  src.size = size_;
   listing_ = scan(src, path_);
 }
 
@@ -383,7 +357,7 @@ TarReader::~TarReader() {
 std::string TarReader::read(const TarMember& m) const {
   Source src;
   src.fd = fd_;
-  src.size = file_size(fd_);
+  src.size = size_;
   return read_member(src, m, path_);
 }
 

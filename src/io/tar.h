@@ -79,6 +79,7 @@ class TarReader {
  private:
   std::string path_;
   int fd_ = -1;
+  int64_t size_ = 0;
   TarListing listing_;
 };
 

@@ -185,9 +185,10 @@ uint32_t CompactReader::begin_list(const Field& f, const char* name, uint8_t ele
   if (f.type != kList && f.type != kSet) wrong_type(f, name, "list");
   uint8_t et;
   uint32_t n = list_header(et, name);
-  // Booleans in a list are tagged kTrue (the usual) or kFalse; i8/i16/i32 all read as i32.
+  // Booleans in a list are tagged kTrue (the usual) or kFalse; i16 elements are zigzag varints
+  // like i32 ones and read as i32 (i8 elements are raw bytes: not accepted for an i32 list).
   auto norm = [](uint8_t t) -> uint8_t { return t == kFalse ? uint8_t(kTrue) : t; };
-  const bool int_ok = element_type == kI32 && (et == kI8 || et == kI16);
+  const bool int_ok = element_type == kI32 && et == kI16;
   if (n > 0 && norm(et) != norm(element_type) && !int_ok)
     fail(fmt::format("{} is a list of {}, expected a list of {}", name, type_name(et),
                      type_name(element_type)));

@@ -1,6 +1,8 @@
 // Model presets (see presets.h). Numbers for flux-dev / flux-schnell are Black Forest Labs'.
 #include "model/presets.h"
 
+#include <algorithm>
+
 #include "core/errors.h"
 
 namespace fluxtrain {
@@ -73,6 +75,11 @@ ModelPreset model_preset(const std::string& name) {
 
 std::vector<std::string> model_preset_names() {
   return {"flux-dev", "flux-schnell", "tiny", "tiny-guidance"};
+}
+
+bool is_model_preset(const std::string& name) {
+  const auto names = model_preset_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
 }
 
 }  // namespace fluxtrain

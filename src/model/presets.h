@@ -28,5 +28,7 @@ struct ModelPreset {
 // Throws UserError listing the known presets for an unknown name.
 ModelPreset model_preset(const std::string& name);
 std::vector<std::string> model_preset_names();
+// True when `name` is one of model_preset_names().
+bool is_model_preset(const std::string& name);
 
 }  // namespace fluxtrain

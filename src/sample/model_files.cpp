@@ -175,4 +175,33 @@ ModelFiles resolve_model_files(const std::string& model, const ModelFileOverride
   return files;
 }
 
+void add_model_file_keys(ConfigSchema& s, const std::string& group, const std::string& with) {
+  s.string(group, "transformer", "", with + ": the transformer file or folder")
+      .string(group, "vae", "", with + ": BFL ae.safetensors or a diffusers vae/ folder")
+      .string(group, "text_encoder", "", with + ": CLIP-L text_encoder/ folder")
+      .string(group, "text_encoder_2", "", with + ": T5-XXL text_encoder_2/ folder")
+      .string(group, "tokenizer", "", with + ": CLIP tokenizer/ folder")
+      .string(group, "tokenizer_2", "", with + ": T5 tokenizer_2/ folder or spiece.model");
+}
+
+ModelFileOverrides model_file_overrides(const Config& c) {
+  return {c.s("transformer"),    c.s("vae"),       c.s("text_encoder"),
+          c.s("text_encoder_2"), c.s("tokenizer"), c.s("tokenizer_2")};
+}
+
+std::string component_fingerprint(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (path.empty()) return "";
+  std::error_code ec;
+  uint64_t bytes = 0;
+  if (fs::is_directory(path, ec)) {
+    for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::end(it);
+         it.increment(ec))
+      if (it->is_regular_file(ec)) bytes += it->file_size(ec);
+  } else {
+    bytes = fs::file_size(path, ec);
+  }
+  return fmt::format("{} ({} bytes)", fs::absolute(path).lexically_normal().string(), bytes);
+}
+
 }  // namespace fluxtrain

@@ -8,6 +8,8 @@
 #pragma once
 #include <string>
 
+#include "core/config.h"
+
 namespace fluxtrain {
 
 // Paths given one by one (empty = look in the model directory).
@@ -29,6 +31,16 @@ struct ModelFiles {
   std::string tokenizer;
   std::string tokenizer_2;  // the spiece.model file
 };
+
+// The keys that name components one by one (transformer, vae, text_encoder, text_encoder_2,
+// tokenizer, tokenizer_2) in `group`, each help text starting with `with` ("with --model"), and
+// their values from a config that has them.
+void add_model_file_keys(ConfigSchema& schema, const std::string& group, const std::string& with);
+ModelFileOverrides model_file_overrides(const Config& config);
+
+// A component's file or folder as a latent cache records it: "<absolute path> (<bytes> bytes)",
+// the bytes of a folder summed over its files; "" for "".
+std::string component_fingerprint(const std::string& path);
 
 // True when `path` looks like a model given by path rather than a preset name (an existing file
 // or directory, or a name with a '/').

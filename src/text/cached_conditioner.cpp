@@ -41,12 +41,19 @@ void CachedTextConditioner::insert(const std::string& prompt, const torch::Tenso
   cache_[prompt] = {txt.to(storage_dtype_).clone(), vec.to(storage_dtype_).clone()};
 }
 
-void CachedTextConditioner::encode_missing(const std::vector<std::string>& prompts) {
+int64_t CachedTextConditioner::bytes_per_prompt() const {
+  return (max_tokens_ * context_dim_ + vec_dim_) *
+         static_cast<int64_t>(c10::elementSize(storage_dtype_));
+}
+
+CachedTextConditioner::Encodings CachedTextConditioner::encode_missing(
+    const std::vector<std::string>& prompts, bool keep) {
+  Encodings fresh;
   std::vector<std::string> missing;
   std::unordered_set<std::string> seen;
   for (const auto& p : prompts)
     if (!cache_.count(p) && seen.insert(p).second) missing.push_back(p);
-  if (missing.empty()) return;
+  if (missing.empty()) return fresh;
   if (!encoder_ && !reload_)
     user_error(
         "text: prompt '{}' has no cached encoding and there is no text encoder to encode "
@@ -63,19 +70,27 @@ void CachedTextConditioner::encode_missing(const std::vector<std::string>& promp
     TextEmbeddings e = encoder_->encode(part, torch::kCPU);
     for (size_t i = 0; i < part.size(); ++i) {
       const auto k = static_cast<int64_t>(i);
-      cache_.emplace(part[i], std::make_pair(e.txt[k].to(storage_dtype_).clone(),
-                                             e.vec[k].to(storage_dtype_).clone()));
+      auto pair =
+          std::make_pair(e.txt[k].to(storage_dtype_).clone(), e.vec[k].to(storage_dtype_).clone());
+      if (keep || transient_bytes_ + bytes_per_prompt() <= transient_limit_) {
+        if (!keep) transient_bytes_ += bytes_per_prompt();
+        cache_.emplace(part[i], std::move(pair));
+      } else {
+        fresh.emplace(part[i], std::move(pair));
+      }
     }
   }
+  return fresh;
 }
 
 TextEmbeddings CachedTextConditioner::encode(const std::vector<std::string>& prompts,
                                              torch::Device device) {
   std::lock_guard<std::mutex> lock(mutex_);
-  encode_missing(prompts);
+  const Encodings fresh = encode_missing(prompts, /*keep=*/false);
   std::vector<torch::Tensor> txt, vec;
   for (const auto& p : prompts) {
-    const auto& [t, v] = cache_.at(p);
+    const auto it = cache_.find(p);
+    const auto& [t, v] = it != cache_.end() ? it->second : fresh.at(p);
     txt.push_back(t);
     vec.push_back(v);
   }
@@ -89,7 +104,7 @@ bool CachedTextConditioner::has(const std::string& prompt) const {
 
 void CachedTextConditioner::precompute(const std::vector<std::string>& prompts) {
   std::lock_guard<std::mutex> lock(mutex_);
-  encode_missing(prompts);
+  encode_missing(prompts, /*keep=*/true);
 }
 
 void CachedTextConditioner::release_encoder() {

@@ -2,6 +2,9 @@
 // encoders once and its embeddings (txt [T, ctx], vec [vec]) are kept on the CPU. When a
 // dataset's captions are a known set, the trainer encodes them all up front and releases the
 // encoders (T5-XXL alone is 9.5 GB in bf16); a prompt seen later reloads them, with a warning.
+// Prompts met only on the way through encode() are remembered while they fit in
+// kTransientTextBytes (a FLUX.1 T5 sequence is 8 MiB in float32: a dataset of unique captions
+// must not pile them all up); beyond that they are encoded each time.
 #pragma once
 #include <torch/torch.h>
 
@@ -15,6 +18,10 @@
 #include "text/conditioner.h"
 
 namespace fluxtrain {
+
+constexpr int64_t kTransientTextBytes = int64_t{1} << 30;
+// The most a run encodes up front (a dataset's known captions): 8 GiB of host memory.
+constexpr int64_t kUpFrontTextBytes = int64_t{8} << 30;
 
 class CachedTextConditioner : public TextConditioner {
  public:
@@ -40,6 +47,10 @@ class CachedTextConditioner : public TextConditioner {
   void release_encoder();
   bool encoder_loaded() const { return encoder_ != nullptr; }
   size_t cached() const { return cache_.size(); }
+  // What one prompt's stored embeddings take.
+  int64_t bytes_per_prompt() const;
+  // The budget for prompts remembered on the way through encode() (kTransientTextBytes).
+  void set_transient_limit(int64_t bytes) { transient_limit_ = bytes; }
   bool has(const std::string& prompt) const;
 
   int64_t context_dim() const override { return context_dim_; }
@@ -48,7 +59,10 @@ class CachedTextConditioner : public TextConditioner {
   std::string name() const override { return name_; }
 
  private:
-  void encode_missing(const std::vector<std::string>& prompts);
+  using Encodings = std::unordered_map<std::string, std::pair<torch::Tensor, torch::Tensor>>;
+  // Encodes the prompts not cached yet; kept in cache_ when `keep` or while the transient budget
+  // lasts, else returned.
+  Encodings encode_missing(const std::vector<std::string>& prompts, bool keep);
 
   std::shared_ptr<TextConditioner> encoder_;
   Loader reload_;
@@ -57,7 +71,9 @@ class CachedTextConditioner : public TextConditioner {
   int64_t context_dim_, vec_dim_, max_tokens_;
   std::string name_, missing_hint_;
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, std::pair<torch::Tensor, torch::Tensor>> cache_;  // txt, vec
+  Encodings cache_;              // txt, vec
+  int64_t transient_bytes_ = 0;  // of the prompts kept without `keep`
+  int64_t transient_limit_ = kTransientTextBytes;
 };
 
 }  // namespace fluxtrain

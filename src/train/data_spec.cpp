@@ -225,7 +225,6 @@ TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t pat
   const ImageDatasetOptions io = image_dataset_options(o, resolution, patch_px);
   auto all =
       std::make_shared<ImageDataset>(image_source(d.format, o.data, o, *d.report), io, d.report);
-  std::shared_ptr<const ImageDataset> train_images = all;
   std::shared_ptr<const Dataset> train = all;
   if (!o.val_split.empty()) {
     auto [tr, va] = split_indices(all->size(), o.val_split, seed);
@@ -245,11 +244,11 @@ TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t pat
     d.validation = std::make_shared<SubsetDataset>(val, every, true, "validation");
   }
   // Buckets: batches of one shape, planned per epoch over the training indices.
+  const std::vector<int64_t> all_buckets = all->bucket_ids();
+  const auto* sub = dynamic_cast<const SubsetDataset*>(train.get());
   std::vector<int64_t> bucket_of;
-  for (int64_t i = 0; i < train->size(); ++i) {
-    const auto* sub = dynamic_cast<const SubsetDataset*>(train.get());
-    bucket_of.push_back(all->bucket_ids()[static_cast<size_t>(sub ? sub->base_index(i) : i)]);
-  }
+  for (int64_t i = 0; i < train->size(); ++i)
+    bucket_of.push_back(all_buckets[static_cast<size_t>(sub ? sub->base_index(i) : i)]);
   d.sampler = std::make_shared<BucketBatches>(bucket_of, batch_size, order);
   d.train = train;
   d.describe = fmt::format("{}; buckets {}", train->name(), all->bucket_summary());

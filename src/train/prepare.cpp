@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "data/subset.h"
 #include "io/checksum.h"
+#include "io/files.h"
 #include "io/safetensors.h"
 #include "model/presets.h"
 #include "model/vae.h"
@@ -26,18 +27,11 @@ ConfigSchema prepare_schema() {
   ConfigSchema s;
   s.string("model", "model", "tiny",
            "the model whose VAE and text encoders encode the data: a FLUX.1 model path (or a "
-           "preset with built-in encoders)")
-      .string("model", "transformer", "", "with a model path: the transformer file or folder")
-      .string("model", "vae", "",
-              "with a model path: BFL ae.safetensors or a diffusers vae/ folder")
-      .string("model", "text_encoder", "", "with a model path: CLIP-L text_encoder/ folder")
-      .string("model", "text_encoder_2", "", "with a model path: T5-XXL text_encoder_2/ folder")
-      .string("model", "tokenizer", "", "with a model path: CLIP tokenizer/ folder")
-      .string("model", "tokenizer_2", "",
-              "with a model path: T5 tokenizer_2/ folder or spiece.model")
-      .boolean("model", "stand_in_encoders", false,
-               "flux-dev/schnell presets: weight-free encoder stand-ins of the real shapes (for "
-               "benchmarks; the latents mean nothing)")
+           "preset with built-in encoders)");
+  add_model_file_keys(s, "model", "with a model path");
+  s.boolean("model", "stand_in_encoders", false,
+            "flux-dev/schnell presets: weight-free encoder stand-ins of the real shapes (for "
+            "benchmarks; the latents mean nothing)")
       .string("run", "out", "",
               "the cache folder to write (resumed when it holds an unfinished one)")
       .string("run", "device", "auto", "auto | cpu | cuda | cuda:N")
@@ -57,16 +51,14 @@ ConfigSchema prepare_schema() {
 PrepareOptions PrepareOptions::from_config(const Config& c) {
   PrepareOptions o;
   o.model = c.s("model");
-  const auto presets = model_preset_names();
-  o.model_is_path = std::find(presets.begin(), presets.end(), o.model) == presets.end();
+  o.model_is_path = !is_model_preset(o.model);
   if (o.model_is_path) {
     if (!looks_like_model_path(o.model))
       user_error("model '{}': expected a FLUX.1 model path or a preset ({})", o.model,
-                 fmt::join(presets, ", "));
+                 fmt::join(model_preset_names(), ", "));
     o.model = fs::absolute(o.model).lexically_normal().string();
   }
-  o.overrides = {c.s("transformer"),    c.s("vae"),       c.s("text_encoder"),
-                 c.s("text_encoder_2"), c.s("tokenizer"), c.s("tokenizer_2")};
+  o.overrides = model_file_overrides(c);
   o.stand_in_encoders = c.b("stand_in_encoders");
   o.device = parse_device(c.s("device"));
   o.threads = c.i("threads");
@@ -136,23 +128,7 @@ bool shard_done(const fs::path& shard) {
 }
 
 void mark_done(const fs::path& shard) {
-  const std::string tmp = shard.string() + ".done.tmp";
-  std::ofstream(tmp) << shard_entry(shard).dump() << "\n";
-  fs::rename(tmp, shard.string() + ".done");
-}
-
-std::string file_fingerprint(const std::string& path) {
-  if (path.empty()) return "";
-  std::error_code ec;
-  uint64_t bytes = 0;
-  if (fs::is_directory(path, ec)) {
-    for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::end(it);
-         it.increment(ec))
-      if (it->is_regular_file()) bytes += it->file_size();
-  } else {
-    bytes = fs::file_size(path, ec);
-  }
-  return fmt::format("{} ({} bytes)", fs::absolute(path).lexically_normal().string(), bytes);
+  write_file_atomically(shard.string() + ".done", shard_entry(shard).dump() + "\n");
 }
 
 }  // namespace
@@ -178,11 +154,11 @@ PrepareResult prepare_cache(const PrepareOptions& o) {
     lo.with_transformer = false;
     pipe = Pipeline::load(files, lo);
     encoders = {{"model", o.model},
-                {"vae", file_fingerprint(files.vae)},
-                {"text_encoder", file_fingerprint(files.text_encoder)},
-                {"text_encoder_2", file_fingerprint(files.text_encoder_2)},
-                {"tokenizer", file_fingerprint(files.tokenizer)},
-                {"tokenizer_2", file_fingerprint(files.tokenizer_2)}};
+                {"vae", component_fingerprint(files.vae)},
+                {"text_encoder", component_fingerprint(files.text_encoder)},
+                {"text_encoder_2", component_fingerprint(files.text_encoder_2)},
+                {"tokenizer", component_fingerprint(files.tokenizer)},
+                {"tokenizer_2", component_fingerprint(files.tokenizer_2)}};
   } else {
     pipe = Pipeline::create_encoders(o.model, o.device, o.seed, o.stand_in_encoders);
     encoders = {{"model", o.model}, {"text", pipe.text->name()}, {"vae", pipe.autoencoder->name()}};
@@ -223,7 +199,7 @@ PrepareResult prepare_cache(const PrepareOptions& o) {
           r.dir, before.is_discarded() ? std::string("unreadable plan.json") : before.dump());
     log_info("resuming the unfinished cache in {}", r.dir);
   } else {
-    std::ofstream(plan_file) << settings.dump(2) << "\n";
+    write_file_atomically(plan_file.string(), settings.dump(2) + "\n");
   }
 
   // Captions: every distinct one, the empty one and the validation prompts.
@@ -301,9 +277,7 @@ PrepareResult prepare_cache(const PrepareOptions& o) {
       }
     }
     save_safetensors(shard.string(), tensors, {{"format", kLatentCacheFormat}});
-    const std::string meta_tmp = meta.string() + ".tmp";
-    std::ofstream(meta_tmp) << shard_examples.dump() << "\n";
-    fs::rename(meta_tmp, meta);
+    write_file_atomically(meta.string(), shard_examples.dump() + "\n");
     mark_done(shard);
     ++r.shards_written;
   }
@@ -366,10 +340,8 @@ PrepareResult prepare_cache(const PrepareOptions& o) {
   manifest["text_shards"] = nlohmann::json::array();
   for (const auto& f : text_files) manifest["text_shards"].push_back(shard_entry(dir / f));
   manifest["report"] = r.report->to_json();
-  std::ofstream(dir / "data_report.json") << r.report->to_json().dump(2) << "\n";
-  const std::string tmp = (dir / "cache.json.tmp").string();
-  std::ofstream(tmp) << manifest.dump(1) << "\n";
-  fs::rename(tmp, dir / "cache.json");
+  write_file_atomically((dir / "data_report.json").string(), r.report->to_json().dump(2) + "\n");
+  write_file_atomically((dir / "cache.json").string(), manifest.dump(1) + "\n");
   r.captions = static_cast<int64_t>(captions.size());
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   r.images_per_s = static_cast<double>(n) / std::max(r.seconds, 1e-9);

@@ -3,6 +3,7 @@
 
 #include "core/errors.h"
 #include "model/presets.h"
+#include "sample/model_files.h"
 #include "train/data_spec.h"
 
 namespace fluxtrain {
@@ -31,20 +32,13 @@ ConfigSchema train_schema() {
               fmt::format("a preset ({}; random initialisation) or a FLUX.1 model to fine-tune: a "
                           "diffusers repository, BFL files' folder, Hugging Face cache entry or "
                           "transformer .safetensors file",
-                          fmt::join(model_preset_names(), ", ")))
-      .string("model", "transformer", "", "with a model path: the transformer file or folder")
-      .string("model", "vae", "",
-              "with a model path: BFL ae.safetensors or a diffusers vae/ folder")
-      .string("model", "text_encoder", "", "with a model path: CLIP-L text_encoder/ folder")
-      .string("model", "text_encoder_2", "", "with a model path: T5-XXL text_encoder_2/ folder")
-      .string("model", "tokenizer", "", "with a model path: CLIP tokenizer/ folder")
-      .string("model", "tokenizer_2", "",
-              "with a model path: T5 tokenizer_2/ folder or spiece.model")
-      .list("model", "train_blocks",
-            "parameters that train, as name patterns over BFL names (a pattern matches a name or "
-            "any dotted prefix of it; * ? [] as in shell globs): e.g. [\"double_blocks.1*\", "
-            "\"single_blocks.*\", \"final_layer\"]; empty = all. The rest is frozen: no "
-            "gradients, no optimizer state, not in checkpoints unless save_frozen")
+                          fmt::join(model_preset_names(), ", ")));
+  add_model_file_keys(s, "model", "with a model path");
+  s.list("model", "train_blocks",
+         "parameters that train, as name patterns over BFL names (a pattern matches a name or "
+         "any dotted prefix of it; * ? [] as in shell globs): e.g. [\"double_blocks.1*\", "
+         "\"single_blocks.*\", \"final_layer\"]; empty = all. The rest is frozen: no "
+         "gradients, no optimizer state, not in checkpoints unless save_frozen")
       .boolean("model", "save_frozen", false,
                "checkpoints also hold the frozen parameters (a complete transformer)")
       .choice("model", "precision", "fp32", {"fp32", "bf16"},

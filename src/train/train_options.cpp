@@ -11,14 +11,9 @@
 namespace fluxtrain {
 namespace fs = std::filesystem;
 
-static bool is_preset(const std::string& name) {
-  const auto presets = model_preset_names();
-  return std::find(presets.begin(), presets.end(), name) != presets.end();
-}
-
 void normalise_model_path(Config& c) {
   const std::string& m = c.s("model");
-  if (!m.empty() && !is_preset(m) && looks_like_model_path(m))
+  if (!m.empty() && !is_model_preset(m) && looks_like_model_path(m))
     c.set("model", fs::absolute(m).lexically_normal().string(), "--model");
 }
 
@@ -36,15 +31,14 @@ TrainOptions TrainOptions::from_config(const Config& c) {
 
   o.model = c.s("model");
   if (o.model.empty()) user_error("--model: expected a preset name or a model path");
-  o.model_is_path = !is_preset(o.model);
+  o.model_is_path = !is_model_preset(o.model);
   if (o.model_is_path && !looks_like_model_path(o.model))
     user_error(
         "model '{}': expected a preset ({}) or a model path, and there is no such file or "
         "directory",
         o.model, fmt::join(model_preset_names(), ", "));
   if (o.model_is_path) o.model = fs::absolute(o.model).lexically_normal().string();
-  o.overrides = {c.s("transformer"),    c.s("vae"),       c.s("text_encoder"),
-                 c.s("text_encoder_2"), c.s("tokenizer"), c.s("tokenizer_2")};
+  o.overrides = model_file_overrides(c);
   for (const std::string key :
        {"transformer", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"})
     if (!o.model_is_path && !c.s(key).empty())

@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "data/latent_cache.h"
 #include "data/shapes.h"
+#include "io/files.h"
 #include "model/flux_weights.h"
 #include "sample/model_files.h"
 #include "text/cached_conditioner.h"
@@ -21,18 +22,8 @@ namespace {
 std::string encoder_difference(const nlohmann::json& recorded, const char* key,
                                const std::string& file) {
   if (!recorded.contains(key)) return "";
-  std::error_code ec;
-  uint64_t bytes = 0;
-  if (std::filesystem::is_directory(file, ec)) {
-    for (auto it = std::filesystem::recursive_directory_iterator(file, ec);
-         !ec && it != std::filesystem::end(it); it.increment(ec))
-      if (it->is_regular_file()) bytes += it->file_size();
-  } else {
-    bytes = std::filesystem::file_size(file, ec);
-  }
-  const std::string now = fmt::format(
-      "{} ({} bytes)", std::filesystem::absolute(file).lexically_normal().string(), bytes);
-  const std::string was = recorded[key].get<std::string>();
+  const std::string now = component_fingerprint(file);
+  const std::string was = recorded[key].is_string() ? recorded[key].get<std::string>() : "?";
   return was == now ? "" : fmt::format("{}: the cache has {}, this run {}", key, was, now);
 }
 
@@ -40,54 +31,58 @@ std::string encoder_difference(const nlohmann::json& recorded, const char* key,
 // cache must come from this model's encoders and the run's transform settings.
 void use_latent_cache(Pipeline& pipe, const TrainOptions& o, const ModelFiles* files) {
   const LatentCacheManifest m = read_latent_cache_manifest(o.data.data, false);
-  const auto& j = m.json;
-  std::vector<std::string> diffs;
-  if (files) {
-    const auto& enc = j.at("encoders");
-    for (const auto& [key, file] :
-         std::vector<std::pair<const char*, std::string>>{{"vae", files->vae},
-                                                          {"text_encoder", files->text_encoder},
-                                                          {"text_encoder_2", files->text_encoder_2},
-                                                          {"tokenizer", files->tokenizer},
-                                                          {"tokenizer_2", files->tokenizer_2}})
-      if (auto d = encoder_difference(enc, key, file); !d.empty()) diffs.push_back(d);
-  } else if (j.at("encoders").value("model", "") != o.model) {
-    diffs.push_back(fmt::format("model: the cache was encoded for {}, this run is {}",
-                                j.at("encoders").value("model", ""), o.model));
+  try {  // fields read_latent_cache_manifest does not check: a hand-edited or older cache.json
+    const auto& j = m.json;
+    std::vector<std::string> diffs;
+    if (files) {
+      const auto& enc = j.at("encoders");
+      for (const auto& [key, file] : std::vector<std::pair<const char*, std::string>>{
+               {"vae", files->vae},
+               {"text_encoder", files->text_encoder},
+               {"text_encoder_2", files->text_encoder_2},
+               {"tokenizer", files->tokenizer},
+               {"tokenizer_2", files->tokenizer_2}})
+        if (auto d = encoder_difference(enc, key, file); !d.empty()) diffs.push_back(d);
+    } else if (j.at("encoders").value("model", "") != o.model) {
+      diffs.push_back(fmt::format("model: the cache was encoded for {}, this run is {}",
+                                  j.at("encoders").value("model", ""), o.model));
+    }
+    const int64_t res = j.at("transform").at("resolution").get<int64_t>();
+    if (o.resolution > 0 && o.resolution != res)
+      diffs.push_back(fmt::format("resolution: the cache has {}, this run {}", res, o.resolution));
+    if (j.at("vae").at("latent_channels").get<int64_t>() * 4 != pipe.preset.flux.in_channels)
+      diffs.push_back(fmt::format("latent channels: the cache has {}, the transformer takes {}",
+                                  j.at("vae").at("latent_channels").get<int64_t>(),
+                                  pipe.preset.flux.in_channels / 4));
+    if (!diffs.empty()) {
+      std::string all;
+      for (const auto& d : diffs) all += (all.empty() ? "" : "; ") + d;
+      user_error(
+          "data '{}': the cache does not match this run ({}); prepare it again for this model "
+          "and these settings",
+          o.data.data, all);
+    }
+    const auto& t = j.at("text");
+    auto text = std::make_shared<CachedTextConditioner>(
+        t.at("context_dim").get<int64_t>(), t.at("vec_dim").get<int64_t>(),
+        t.at("max_tokens").get<int64_t>(), "cached " + t.at("name").get<std::string>(),
+        "training from a latent cache does not load T5 or CLIP: prepare the cache with "
+        "--validation_prompts");
+    // What the trainer asks the conditioner for: the empty caption (caption dropout), the
+    // validation prompts, and a small caption set's every caption (the final grid per caption).
+    // Training batches bring their own encodings, so a large cache's text stays on disk.
+    LatentCacheDataset train(o.data.data, false, /*with_text=*/false);
+    std::vector<std::string> wanted = {""};
+    for (const auto& p : o.validation_prompts) wanted.push_back(p);
+    if (m.captions.size() <= kMaxEvaluationCaptions + 1)
+      wanted.insert(wanted.end(), m.captions.begin(), m.captions.end());
+    for (const auto& caption : wanted)
+      if (auto e = train.text_of(caption); e && !text->has(caption))
+        text->insert(caption, e->first, e->second);
+    pipe.text = text;
+  } catch (const nlohmann::json::exception& e) {
+    user_error("{}/cache.json: {}", o.data.data, json_reason(e));
   }
-  const int64_t res = j.at("transform").at("resolution").get<int64_t>();
-  if (o.resolution > 0 && o.resolution != res)
-    diffs.push_back(fmt::format("resolution: the cache has {}, this run {}", res, o.resolution));
-  if (j.at("vae").at("latent_channels").get<int64_t>() * 4 != pipe.preset.flux.in_channels)
-    diffs.push_back(fmt::format("latent channels: the cache has {}, the transformer takes {}",
-                                j.at("vae").at("latent_channels").get<int64_t>(),
-                                pipe.preset.flux.in_channels / 4));
-  if (!diffs.empty()) {
-    std::string all;
-    for (const auto& d : diffs) all += (all.empty() ? "" : "; ") + d;
-    user_error(
-        "data '{}': the cache does not match this run ({}); prepare it again for this model "
-        "and these settings",
-        o.data.data, all);
-  }
-  const auto& t = j.at("text");
-  auto text = std::make_shared<CachedTextConditioner>(
-      t.at("context_dim").get<int64_t>(), t.at("vec_dim").get<int64_t>(),
-      t.at("max_tokens").get<int64_t>(), "cached " + t.at("name").get<std::string>(),
-      "training from a latent cache does not load T5 or CLIP: prepare the cache with "
-      "--validation_prompts");
-  // What the trainer asks the conditioner for: the empty caption (caption dropout), the
-  // validation prompts, and a small caption set's every caption (the final grid per caption).
-  // Training batches bring their own encodings, so a large cache's text stays on disk.
-  LatentCacheDataset train(o.data.data, false, /*with_text=*/false);
-  std::vector<std::string> wanted = {""};
-  for (const auto& p : o.validation_prompts) wanted.push_back(p);
-  if (m.captions.size() <= kMaxEvaluationCaptions + 1)
-    wanted.insert(wanted.end(), m.captions.begin(), m.captions.end());
-  for (const auto& caption : wanted)
-    if (auto e = train.text_of(caption); e && !text->has(caption))
-      text->insert(caption, e->first, e->second);
-  pipe.text = text;
 }
 
 }  // namespace
@@ -158,21 +153,34 @@ TrainParts build_train_parts(const TrainOptions& o) {
   p.data_format = data.format;
   log_info("data: {}", data.describe);
   // Text known now is encoded once; a real model's T5 and CLIP are then freed.
+  // A cache's batches bring their own encodings (use_latent_cache kept what else is asked for);
+  // other data's captions are encoded up front when they are a known set that fits in
+  // kUpFrontTextBytes, else as batches arrive.
+  auto* text = static_cast<CachedTextConditioner*>(p.pipeline.text.get());
   std::vector<std::string> known = o.validation_prompts;
   known.emplace_back();
-  bool all_known = true;
+  std::vector<std::string> captions;
+  bool all_known = data.format != "cache";
   for (const Dataset* d : {data.train.get(), p.validation.get()}) {
-    if (!d) continue;
-    if (auto captions = d->captions())
-      known.insert(known.end(), captions->begin(), captions->end());
+    if (!d || data.format == "cache") continue;
+    if (auto c = d->captions())
+      captions.insert(captions.end(), c->begin(), c->end());
     else
       all_known = false;
+  }
+  if (static_cast<int64_t>(captions.size()) * text->bytes_per_prompt() > kUpFrontTextBytes) {
+    log_info("text: {} captions would take {:.1f} GiB encoded: encoded as batches arrive instead",
+             captions.size(),
+             static_cast<double>(captions.size()) * static_cast<double>(text->bytes_per_prompt()) /
+                 (1 << 30));
+    all_known = false;
+  } else {
+    known.insert(known.end(), captions.begin(), captions.end());
   }
   if (data.format == "shapes") {  // the final evaluation samples the held-out captions
     const auto held_out = ShapesDataset::held_out_captions();
     known.insert(known.end(), held_out.begin(), held_out.end());
   }
-  auto* text = static_cast<CachedTextConditioner*>(p.pipeline.text.get());
   text->precompute(known);
   if (all_known && o.model_is_path && text->encoder_loaded()) {
     text->release_encoder();

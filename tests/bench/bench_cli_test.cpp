@@ -274,11 +274,23 @@ TEST(BenchCli, DataModeTimesDecodingCachedLatentsAndPrepare) {
       << csv[0];
   EXPECT_NE(csv[0].find("batch_ms_p50"), std::string::npos) << csv[0];
   // The cache points read latents, not pixels: the log names the latent cache the loader reads.
-  EXPECT_NE(r.out.find("latent cache"), std::string::npos) << r.out;
+  // and the decode points' batches are 4 images of 3 x 32 x 32 float32 (48 KiB).
+  size_t cache_lines = 0;
+  for (size_t at = r.out.find("  latent cache "); at != std::string::npos;
+       at = r.out.find("  latent cache ", at + 1))
+    ++cache_lines;
+  EXPECT_EQ(cache_lines, 2u) << r.out;
+  EXPECT_NE(r.out.find("batches of 4 (0.05 MiB each)"), std::string::npos) << r.out;
 
   auto bad = run("bench --mode data --task resize --dry_run");
   EXPECT_EQ(bad.code, 2);
-  EXPECT_NE(bad.out.find("'resize'"), std::string::npos) << bad.out;
+  EXPECT_EQ(bad.out,
+            "fluxtrain bench: error: --task: bad value 'resize' for 'task': expected one of "
+            "decode|cache|prepare\n");
+  auto typo = run("bench --mode data --model flux-devv --dry_run");
+  EXPECT_EQ(typo.code, 2);
+  EXPECT_NE(typo.out.find("--model: model 'flux-devv': expected a preset"), std::string::npos)
+      << typo.out;
   // A partial batch would make the timed batches unequal: the point fails saying why.
   auto partial =
       run("bench --mode data --images 6 --batch_size 4 --resolution 32 --source_width "

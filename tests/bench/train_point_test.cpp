@@ -6,9 +6,11 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "bench/environment.h"
+#include "core/errors.h"
 #include "test_util.h"
 
 using namespace fluxtrain;
@@ -71,6 +73,27 @@ TEST(TrainPoint, OutcomesAreClassified) {
   late.signal = SIGKILL;
   late.timed_out = true;
   EXPECT_EQ(classify_failure(late, "").first, "timeout");
+}
+
+TEST(PointOutcome, ExceptionsOfInProcessPointsAreClassified) {
+  auto outcome = [](const std::function<void()>& f) {
+    PointResult r;
+    try {
+      f();
+    } catch (const std::exception&) {
+      record_point_exception(r);
+    }
+    return std::make_pair(r.status, r.error);
+  };
+  using P = std::pair<std::string, std::string>;
+  EXPECT_EQ(outcome([] { user_error("images {}: a multiple of batch_size {}", 6, 4); }),
+            (P{"failed", "images 6: a multiple of batch_size 4"}));
+  EXPECT_EQ(outcome([] { TORCH_CHECK(false, "CUDA out of memory. Tried to allocate 2.00 GiB"); }),
+            (P{"oom", "CUDA out of memory. Tried to allocate 2.00 GiB"}));
+  EXPECT_EQ(outcome([] { throw std::bad_alloc(); }), (P{"oom", "std::bad_alloc"}));
+  EXPECT_EQ(
+      outcome([] { throw std::runtime_error("loading batch 3\nerror: shard-7.tar is gone"); }),
+      (P{"failed", "error: shard-7.tar is gone"}));
 }
 
 TEST(TrainPoint, LastErrorLineSkipsLaterProgressLines) {

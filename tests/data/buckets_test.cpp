@@ -56,6 +56,13 @@ TEST(Buckets, ImagesGoToTheNearestAspectAndAreNotEnlargedBeyondTheLimit) {
   EXPECT_EQ(bucket_counts_text({{64, 64}, {48, 80}, {64, 64}}), "64x64: 2, 48x80: 1");
 }
 
+TEST(Buckets, IdsOrderBucketsBySize) {
+  // Width, then height: 16x64 < 32x32 < 40x24, whatever order the images come in.
+  EXPECT_EQ(bucket_ids_by_size({{40, 24}, {32, 32}, {40, 24}, {16, 64}}),
+            (std::vector<int64_t>{2, 1, 2, 0}));
+  EXPECT_TRUE(bucket_ids_by_size({}).empty());
+}
+
 TEST(Buckets, BadSpecsAreOneLineErrors) {
   using fluxtrain::testing::error_of;
   BucketOptions o;

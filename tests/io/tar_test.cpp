@@ -308,7 +308,7 @@ TEST(Tar, MissingFile) {
   EXPECT_EQ(error_of([&] { list_tar(tmp / "none.tar"); }), tmp / "none.tar" + ": no such file");
   EXPECT_EQ(error_of([&] { TarReader r(tmp / "none.tar"); }), tmp / "none.tar" + ": no such file");
   EXPECT_EQ(error_of([&] { list_tar(tmp.str()); }),
-            tmp.str() + ": cannot read (not a regular file)");
+            tmp.str() + ": is a directory, expected a .tar file");
 }
 
 TEST(Tar, ContainedPaths) {

@@ -72,6 +72,26 @@ TEST(CachedTextConditioner, SameRowsAsTheEncoderEachPromptEncodedOnce) {
   EXPECT_TRUE(kept.encoder_loaded());
 }
 
+TEST(CachedTextConditioner, PromptsMetOnTheWayAreRememberedOnlyWithinTheirBudget) {
+  // Room for two prompts met through encode(): the third and fourth are encoded every time they
+  // come, with the same rows; precompute() keeps its prompts regardless of the budget.
+  auto inner = std::make_shared<Counting>();
+  HashedWordConditioner reference(8, 4, 5, 3);
+  CachedTextConditioner cached(inner, {});
+  EXPECT_EQ(cached.bytes_per_prompt(), (5 * 8 + 4) * 4);  // float32 txt [5, 8] and vec [4]
+  cached.set_transient_limit(2 * cached.bytes_per_prompt());
+  const std::vector<std::string> prompts = {"one", "two", "three", "four"};
+  for (int round = 0; round < 2; ++round)
+    for (const auto& p : prompts) {
+      const auto got = cached.encode({p}, torch::kCPU);
+      EXPECT_TRUE(torch::equal(got.txt, reference.encode({p}, torch::kCPU).txt)) << p;
+    }
+  EXPECT_EQ(cached.cached(), 2u);
+  EXPECT_EQ(inner->encoded, 4 + 2);  // "three" and "four" again in the second round
+  cached.precompute({"five", "six", "seven"});
+  EXPECT_EQ(cached.cached(), 5u);
+}
+
 TEST(TruncationWarning, LongPromptsAreCutWithAWarningSayingHowMuch) {
   TempDir tmp;
   HashedWordConditioner words(8, 4, 5, 3);

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "fixtures/fixtures.h"
 #include "fixtures/flux_repo_fixture.h"
 #include "io/checkpoint.h"
 #include "model/flux_weights.h"
@@ -34,17 +35,6 @@ Config fine_tune_config(const std::string& model, const fs::path& out,
   return c;
 }
 
-std::vector<double> losses(const std::string& run_dir) {
-  std::vector<double> out;
-  std::ifstream in(fs::path(run_dir) / "metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j["type"] == "train") out.push_back(j["loss"].get<double>());
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST(FineTune, BothLayoutsTrainTheSameAndTheLossFalls) {
@@ -53,7 +43,7 @@ TEST(FineTune, BothLayoutsTrainTheSameAndTheLossFalls) {
   fixtures::write_tiny_flux_repo(tmp / "bfl", RepoLayout::kBfl, true, 21);
   auto a = train(fine_tune_config(tmp / "diffusers", tmp.path() / "runs"));
   auto b = train(fine_tune_config(tmp / "bfl", tmp.path() / "runs"));
-  const auto la = losses(a.run_dir), lb = losses(b.run_dir);
+  const auto la = fixtures::train_losses(a.run_dir), lb = fixtures::train_losses(b.run_dir);
   ASSERT_EQ(la.size(), 12u);
   EXPECT_EQ(la, lb);  // the same model in either layout: the same run, bit for bit
   const double first = (la[0] + la[1] + la[2]) / 3, last = (la[9] + la[10] + la[11]) / 3;
@@ -110,7 +100,7 @@ TEST(FineTune, ResumeIsBitIdentical) {
   parse_args(resume, {"--resume", first.run_dir});
   auto resumed = train(resume);
   EXPECT_EQ(resumed.steps, 6);
-  EXPECT_EQ(losses(straight.run_dir), losses(resumed.run_dir));
+  EXPECT_EQ(fixtures::train_losses(straight.run_dir), fixtures::train_losses(resumed.run_dir));
   auto ca = load_checkpoint_dir((fs::path(straight.run_dir) / "checkpoints" / "step-6").string());
   auto cb = load_checkpoint_dir((fs::path(resumed.run_dir) / "checkpoints" / "step-6").string());
   for (const std::string file : {"model.safetensors", "optimizer.safetensors"}) {

@@ -48,9 +48,11 @@ TEST(LossCurve, MovingAverageOfTrainingLossAndEveryValidationLoss) {
   EXPECT_NE(svg.str().find("validation loss (MLPerf)"), std::string::npos);
 
   // No training rows: no chart, no file.
-  fluxtrain::testing::TempDir empty;
-  std::ofstream(empty.path() / "metrics.jsonl") << "";
-  EXPECT_TRUE(loss_curve_chart(empty.path().string()).series.empty());
-  EXPECT_EQ(write_loss_curve(empty.path().string()), "");
-  EXPECT_FALSE(fs::exists(empty.path() / "loss.svg"));
+  const fs::path empty = run.path() / "empty";
+  fs::create_directories(empty);
+  std::ofstream(empty / "metrics.jsonl") << nlohmann::json{{"type", "val"}, {"step", 1}}.dump();
+  EXPECT_TRUE(loss_curve_chart(empty.string()).series.empty());
+  EXPECT_EQ(write_loss_curve(empty.string()), "");
+  EXPECT_FALSE(fs::exists(empty / "loss.svg"));
+  EXPECT_TRUE(fs::exists(run.path() / "loss.svg"));  // the first run's chart is untouched
 }

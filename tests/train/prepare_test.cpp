@@ -67,17 +67,6 @@ PrepareOptions prepare_options(const std::string& model, const fs::path& images,
   return PrepareOptions::from_config(c);
 }
 
-std::vector<double> losses(const std::string& run_dir) {
-  std::vector<double> out;
-  std::ifstream in(fs::path(run_dir) / "metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j["type"] == "train") out.push_back(j["loss"].get<double>());
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST(Prepare, TheCacheHoldsWhatTheEncodersGive) {
@@ -236,7 +225,7 @@ TEST(Prepare, AFineTuneFromRawImagesAndFromItsCacheGivesTheSameLosses) {
   };
   const auto raw = run(tmp.path() / "images", "raw");
   const auto cached = run(tmp.path() / "cache", "cached");
-  const auto a = losses(raw.run_dir), b = losses(cached.run_dir);
+  const auto a = fixtures::train_losses(raw.run_dir), b = fixtures::train_losses(cached.run_dir);
   ASSERT_EQ(a.size(), 6u);
   EXPECT_EQ(a, b);
   // A run asking for another resolution than the cache holds is refused, naming it.
@@ -245,4 +234,29 @@ TEST(Prepare, AFineTuneFromRawImagesAndFromItsCacheGivesTheSameLosses) {
                  (tmp.path() / "runs").string(), "--resolution", "64", "--steps", "1"});
   const auto e = error_of([&] { train(c); });
   EXPECT_NE(e.find("resolution: the cache has 32, this run 64"), std::string::npos) << e;
+}
+
+TEST(Prepare, ACacheOfManyCaptionsTrainsWithoutHoldingTheirText) {
+  // 70 captions, more than the final grid samples: training reads each batch's encodings from
+  // the cache and keeps only the empty caption in memory.
+  TempDir tmp;
+  torch::manual_seed(6);
+  const std::string repo = tmp / "model";
+  fixtures::write_tiny_flux_repo(repo, fixtures::RepoLayout::kDiffusers, true, 45);
+  for (int i = 0; i < 70; ++i) {
+    auto hwc = torch::randint(0, 255, {16, 16, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+    fixtures::write_text((tmp.path() / fmt::format("images/{}.png", i)).string(),
+                         encode_png(hwc.contiguous()));
+    fixtures::write_text((tmp.path() / fmt::format("images/{}.txt", i)).string(),
+                         fmt::format("picture number {}", i));
+  }
+  prepare_cache(prepare_options(repo, tmp.path() / "images", tmp.path() / "cache",
+                                {"--resolution", "16", "--shard_size", "32"}));
+  Config c(train_schema());
+  parse_args(c, {"--model", repo, "--data", (tmp.path() / "cache").string(), "--output_dir",
+                 (tmp.path() / "runs").string(), "--batch_size", "7", "--steps", "2",
+                 "--val_samples", "0", "--final_eval", "auto", "--threads", "1"});
+  const auto r = train(c);
+  EXPECT_EQ(fixtures::train_losses(r.run_dir).size(), 2u);
+  EXPECT_FALSE(fs::exists(fs::path(r.run_dir) / "samples" / "captions.png"));  // 70 > 64
 }

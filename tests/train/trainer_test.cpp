@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "core/errors.h"
+#include "fixtures/fixtures.h"
 #include "io/checkpoint.h"
 #include "io/image.h"
 #include "test_util.h"
@@ -32,17 +33,6 @@ Config small_config(const fs::path& out, std::vector<std::string> extra = {}) {
   return c;
 }
 
-std::vector<nlohmann::json> read_rows(const fs::path& run, const std::string& type) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream in(run / "metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j["type"] == type) rows.push_back(j);
-  }
-  return rows;
-}
-
 }  // namespace
 
 TEST(Trainer, LossFallsOnShapes) {
@@ -50,14 +40,14 @@ TEST(Trainer, LossFallsOnShapes) {
   auto r = train(
       small_config(out.path(), {"--steps", "40", "--batch_size", "16", "--lr", "2e-3",
                                 "--val_every", "20", "--ckpt_every", "10", "--keep_last", "2"}));
-  auto rows = read_rows(r.run_dir, "train");
+  auto rows = fixtures::metrics_rows(r.run_dir, "train");
   ASSERT_EQ(rows.size(), 40u);
   double first = 0, last = 0;
   for (int i = 0; i < 5; ++i) first += rows[i]["loss"].get<double>() / 5;
   for (int i = 35; i < 40; ++i) last += rows[i]["loss"].get<double>() / 5;
   EXPECT_LT(last, 0.6 * first) << "first " << first << " last " << last;
   // Validation every 20 steps and at the end; the best checkpoint exists.
-  auto vals = read_rows(r.run_dir, "val");
+  auto vals = fixtures::metrics_rows(r.run_dir, "val");
   ASSERT_EQ(vals.size(), 2u);
   EXPECT_EQ(vals[0]["step"], 20);
   EXPECT_EQ(vals[1]["step"], 40);
@@ -125,7 +115,8 @@ TEST(Trainer, ValidationEverySamplesCountsSamples) {
   auto r = train(small_config(out.path(), {"--steps", "5", "--batch_size", "16", "--grad_accum",
                                            "2", "--val_every_samples", "48"}));
   std::vector<int64_t> steps;
-  for (const auto& v : read_rows(r.run_dir, "val")) steps.push_back(v["step"].get<int64_t>());
+  for (const auto& v : fixtures::metrics_rows(r.run_dir, "val"))
+    steps.push_back(v["step"].get<int64_t>());
   EXPECT_EQ(steps, (std::vector<int64_t>{2, 3, 5}));
   // Both intervals at once is refused.
   EXPECT_NE(fluxtrain::testing::error_of([&] {
@@ -142,7 +133,7 @@ TEST(Trainer, ValidationEveryEpochsFollowsTheData) {
       out.path(), {"--steps", "18", "--dataset_size", "32", "--val_every_epochs", "2"}));
   std::vector<int64_t> steps;
   std::vector<double> epochs;
-  for (const auto& v : read_rows(r.run_dir, "val")) {
+  for (const auto& v : fixtures::metrics_rows(r.run_dir, "val")) {
     steps.push_back(v["step"].get<int64_t>());
     epochs.push_back(v["epoch"].get<double>());
   }
@@ -191,7 +182,8 @@ TEST(Trainer, ResumeIsBitIdentical) {
   auto resumed = train(resume_only);
   EXPECT_EQ(resumed.run_dir, first.run_dir);
   EXPECT_EQ(resumed.steps, 6);
-  auto a = read_rows(straight.run_dir, "train"), b = read_rows(resumed.run_dir, "train");
+  auto a = fixtures::metrics_rows(straight.run_dir, "train"),
+       b = fixtures::metrics_rows(resumed.run_dir, "train");
   ASSERT_EQ(a.size(), 6u);
   ASSERT_EQ(b.size(), 6u);
   for (size_t i = 0; i < 6; ++i) {
@@ -199,7 +191,8 @@ TEST(Trainer, ResumeIsBitIdentical) {
     EXPECT_EQ(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>()) << "step " << i + 1;
     EXPECT_EQ(a[i]["samples"], b[i]["samples"]);
   }
-  auto va = read_rows(straight.run_dir, "val"), vb = read_rows(resumed.run_dir, "val");
+  auto va = fixtures::metrics_rows(straight.run_dir, "val"),
+       vb = fixtures::metrics_rows(resumed.run_dir, "val");
   ASSERT_EQ(va.size(), vb.size());
   for (size_t i = 0; i < va.size(); ++i)
     EXPECT_EQ(va[i]["val_loss"].get<double>(), vb[i]["val_loss"].get<double>());
@@ -248,7 +241,8 @@ TEST(Trainer, GradientCheckpointingTrainsTheSame) {
     with.push_back("--gradient_checkpointing");
     auto a = train(small_config(out / (precision + "-plain"), common));
     auto b = train(small_config(out / (precision + "-checkpointed"), with));
-    auto ra = read_rows(a.run_dir, "train"), rb = read_rows(b.run_dir, "train");
+    auto ra = fixtures::metrics_rows(a.run_dir, "train"),
+         rb = fixtures::metrics_rows(b.run_dir, "train");
     ASSERT_EQ(ra.size(), 2u);
     ASSERT_EQ(rb.size(), 2u);
     EXPECT_EQ(ra[0]["loss"].get<double>(), rb[0]["loss"].get<double>()) << precision;
