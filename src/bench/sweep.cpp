@@ -101,17 +101,28 @@ ConfigSchema run_schema(const std::string& mode) {
 
 std::vector<PendingKey> pending_keys(const std::string& mode) {
   std::vector<PendingKey> all;
-  if (mode == "train") {
+  if (mode == "train")
     all = {{"method",
             "full",
             {"full", "lora", "controlnet"},
-            "fine-tuning methods (lora, controlnet)"}};
-  }
+            "fine-tuning method controlnet",
+            {"controlnet"}}};
   const ConfigSchema run = run_schema(mode);
   std::vector<PendingKey> out;
-  for (auto& k : all)
-    if (!run.find(k.name)) out.push_back(std::move(k));
+  for (auto& k : all) {
+    k.in_run_schema = run.find(k.name) != nullptr;
+    if (!k.in_run_schema) {  // every value but today's waits for the key
+      k.not_built.clear();
+      for (const auto& v : k.allowed)
+        if (v != k.today) k.not_built.push_back(v);
+    }
+    if (!k.not_built.empty()) out.push_back(std::move(k));
+  }
   return out;
+}
+
+bool PendingKey::is_not_built(const std::string& value) const {
+  return std::find(not_built.begin(), not_built.end(), value) != not_built.end();
 }
 
 const Settings& train_point_defaults() {
@@ -337,8 +348,13 @@ Config point_config(const SweepSpec& spec, const SweepPoint& point) {
   Config c(run_schema(spec.mode));
   if (spec.mode == "train")
     for (const auto& [k, v] : train_point_defaults()) c.set(k, v, "bench default");
-  for (const auto& [k, v] : point.settings)
-    if (c.has(k)) c.set(k, v, "point " + point.name);
+  const auto pending = pending_keys(spec.mode);
+  for (const auto& [k, v] : point.settings) {
+    const bool not_built = std::any_of(pending.begin(), pending.end(), [&](const PendingKey& p) {
+      return p.name == k && p.is_not_built(v);
+    });
+    if (c.has(k) && !not_built) c.set(k, v, "point " + point.name);
+  }
   return c;
 }
 

@@ -54,8 +54,12 @@ struct PendingKey {
   std::string today;
   std::vector<std::string> allowed;
   std::string what;
+  std::vector<std::string> not_built;  // the allowed values fluxtrain cannot run yet
+  bool in_run_schema = false;          // the run command takes the key (for its built values)
+  bool is_not_built(const std::string& value) const;
 };
-// For "train" (method) and "sample" (none), minus any the run schema has since gained.
+// For "train" (method: controlnet not built yet) and "sample" (none); a key whose every value is
+// built is left out.
 std::vector<PendingKey> pending_keys(const std::string& mode);
 
 struct SweepAxis {

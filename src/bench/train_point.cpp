@@ -24,8 +24,9 @@ std::vector<std::string> train_point_args(const SweepSpec& spec, const SweepPoin
   for (const auto& [k, v] : train_point_defaults())
     if (setting(point, k).empty()) args.push_back(fmt::format("--{}={}", k, v));
   for (const auto& [k, v] : point.settings) {
-    const bool is_pending = std::any_of(pending.begin(), pending.end(),
-                                        [&](const PendingKey& p) { return p.name == k; });
+    const bool is_pending = std::any_of(pending.begin(), pending.end(), [&](const PendingKey& p) {
+      return p.name == k && (!p.in_run_schema || p.is_not_built(v));
+    });
     if (!is_pending) args.push_back(fmt::format("--{}={}", k, v));
   }
   // Profiled steps (profile_steps: the run's last N) come after the measured ones, which their
@@ -141,7 +142,7 @@ PointResult run_train_point(const SweepSpec& spec, const SweepPoint& point, cons
 
   for (const auto& pk : pending_keys("train")) {
     const std::string v = setting(point, pk.name);
-    if (!v.empty() && v != pk.today) {
+    if (!v.empty() && pk.is_not_built(v)) {
       r.status = point_status::kUnsupported;
       r.error =
           fmt::format("{}={}: {} not implemented yet in fluxtrain train", pk.name, v, pk.what);

@@ -22,7 +22,7 @@ static void print_bench_help() {
       "point.\n"
       "On the command line, --key v1,v2 is a list; flags replace the file's keys.\n"
       "Train mode: any key of `fluxtrain train` (see `fluxtrain train --help`), plus\n"
-      "  method (full; lora, controlnet: not built yet, recorded and reported as unsupported);\n"
+      "  method (full, lora; controlnet: not built yet, recorded and reported as unsupported);\n"
       "  gradient_checkpointing is train's key (activation checkpointing). Each point is a fresh\n"
       "  `fluxtrain train` process with steps = warmup + measured, no checkpoints, validation or\n"
       "  evaluation; an out-of-memory point is recorded as oom and the sweep goes on.\n"

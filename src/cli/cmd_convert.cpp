@@ -2,6 +2,8 @@
 // flux1-dev.safetensors <-> diffusers transformer/ directory), optionally changing the dtype, or a
 // fluxtrain checkpoint's transformer exported in either form. Tensor by tensor: a diffusers
 // output holds one shard in memory at a time.
+#include <fmt/ranges.h>
+
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
@@ -13,8 +15,10 @@
 #include "core/log.h"
 #include "io/checkpoint.h"
 #include "model/flux_weights.h"
+#include "model/lora_merge.h"
 #include "model/presets.h"
 #include "model/weights.h"
+#include "train/lora_model.h"
 #include "train/resume.h"
 #include "train/train_config.h"
 #include "train/train_spec.h"
@@ -36,7 +40,10 @@ ConfigSchema convert_schema() {
       .string("convert", "max_shard_size", "10GB",
               "largest diffusers shard, e.g. 10GB, 500MB, 2GiB or a byte count")
       .choice("convert", "weights", "model", {"model", "ema"},
-              "for a fluxtrain checkpoint: its model weights or its EMA weights");
+              "for a fluxtrain checkpoint: its model weights or its EMA weights")
+      .list("convert", "lora",
+            "LoRA files merged into the weights written, FILE or FILE:strength (any layout); "
+            "give --lora again to stack several");
   return s;
 }
 
@@ -99,16 +106,65 @@ CheckpointTransformer checkpoint_transformer(const std::string& path, const std:
   Flux transformer = build_transformer(ro);
   auto model = build_trained_model(ro, transformer);
   model->load_checkpoint(model_file);
-  if (which == "ema") load_module_tensors(*transformer, ck.checkpoint.file(file), /*strict=*/false);
+  if (which == "ema") model->load_averaged(ck.checkpoint.file(file));
   CheckpointTransformer out;
   out.params = transformer->params;
   out.preset = ro.model_is_path ? flux_preset_of(out.params) : ro.model;
-  for (auto& [name, t] : module_tensors(*transformer))
+  NamedTensors merged = module_tensors(*transformer);
+  if (const auto* lora = dynamic_cast<const LoraFineTune*>(model.get())) {
+    for (auto& [name, t] : merged) t = t.clone();  // the run's adapters merged into a copy
+    merge_lora(merged, lora->weights(), 1.0);
+  }
+  for (auto& [name, t] : merged)
     out.bfl.emplace_back(name, t.to(dtype ? *dtype : stored).contiguous());
   out.description =
       fmt::format("fluxtrain checkpoint {} ({} weights, model {}{})", dir, which, ck.state.model,
                   model->saves_complete_model() ? "" : ", trained tensors over it");
   return out;
+}
+
+// A .safetensors file of LoRA tensors (lora_A/B or lora_down/up keys) rather than a model.
+bool is_lora_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  const SafetensorsFile f(path);
+  for (const auto& n : f.names())
+    for (const char* k : {".lora_A.", ".lora_B.", ".lora_down.", ".lora_up."})
+      if (n.find(k) != std::string::npos) return true;
+  return false;
+}
+
+// One LoRA file rewritten in another layout (the adapters' deltas unchanged).
+int convert_lora_file(const Config& cfg) {
+  const std::string to = cfg.s("to");
+  const auto layouts = parse_lora_formats(to);
+  if (layouts.size() != 1)
+    user_error("--to: '{}' for a LoRA file: expected one of comfyui, diffusers, kohya", to);
+  for (const char* k : {"lora", "weights", "max_shard_size"})
+    if (cfg.is_set(k)) user_error("--{}: not for a LoRA file ({})", k, cfg.s("in"));
+  const LoraWeights w = read_lora_file(cfg.s("in"));
+  LoraDescription d;
+  d.base_model =
+      w.metadata.count("fluxtrain.base_model") ? w.metadata.at("fluxtrain.base_model") : "";
+  d.architecture = "flux-1";
+  d.targets = "converted from " + cfg.s("in");
+  std::optional<torch::ScalarType> dtype;
+  if (cfg.s("dtype") == "bf16") dtype = torch::kBFloat16;
+  if (cfg.s("dtype") == "fp16") dtype = torch::kHalf;
+  const torch::ScalarType out_dtype = dtype ? *dtype : torch::kFloat;
+  write_lora_file(cfg.s("out"), w, layouts[0], d, out_dtype);
+  for (const auto& g : lora_layout_gaps(
+           [&] {
+             std::vector<std::string> m;
+             for (const auto& x : w.modules) m.push_back(x.module);
+             return m;
+           }(),
+           layouts))
+    log_warn("{}", g);
+  std::printf("%s (%s) -> %s (%s): %zu adapted layers, %s\n", cfg.s("in").c_str(),
+              fmt::format("{}", fmt::join(w.layouts, "+")).c_str(), cfg.s("out").c_str(),
+              to.c_str(), w.modules.size(), safetensors_dtype_name(out_dtype).c_str());
+  return 0;
 }
 
 }  // namespace
@@ -118,15 +174,18 @@ int cmd_convert(const Args& args) {
   if (!parse_args(cfg, args)) {
     std::printf(
         "usage: fluxtrain convert --in PATH --out PATH --to bfl|diffusers [--dtype "
-        "keep|bf16|fp16|fp32] [--max_shard_size 10GB]\n%s",
+        "keep|bf16|fp16|fp32] [--max_shard_size 10GB] [--lora FILE[:strength] ...]\n"
+        "       fluxtrain convert --in LORA.safetensors --out PATH --to "
+        "comfyui|diffusers|kohya\n%s",
         cfg.schema().help().c_str());
     return 0;
   }
   if (cfg.s("in").empty()) user_error("--in: required (a FLUX transformer or a checkpoint)");
   if (cfg.s("out").empty()) user_error("--out: required (a .safetensors file or a directory)");
+  if (is_lora_file(cfg.s("in"))) return convert_lora_file(cfg);
   const std::string to = cfg.s("to");
   if (to != "bfl" && to != "diffusers")
-    user_error("--to: {} (expected bfl or diffusers)",
+    user_error("--to: {} (expected bfl or diffusers; comfyui, diffusers or kohya for a LoRA file)",
                to.empty() ? std::string("required") : "bad value '" + to + "'");
   const WeightLayout layout = to == "bfl" ? WeightLayout::kBfl : WeightLayout::kDiffusers;
   const int64_t max_shard = parse_size(cfg.s("max_shard_size"));
@@ -138,8 +197,14 @@ int cmd_convert(const Args& args) {
   std::string source, preset;
   FluxParams params;
   int64_t bytes = 0, num_params = 0;
+  std::vector<LoraSpec> loras;
+  for (const auto& l : cfg.list("lora")) loras.push_back(parse_lora_spec(l));
+  auto merge = [&](NamedTensors& bfl) {
+    for (const auto& spec : loras) merge_lora(bfl, read_lora_file(spec.path), spec.strength);
+  };
   if (is_checkpoint_or_run(cfg.s("in"))) {
-    const CheckpointTransformer ct = checkpoint_transformer(cfg.s("in"), cfg.s("weights"), dtype);
+    CheckpointTransformer ct = checkpoint_transformer(cfg.s("in"), cfg.s("weights"), dtype);
+    merge(ct.bfl);
     export_flux_weights(ct.bfl, ct.params, cfg.s("out"), layout, max_shard);
     for (const auto& [n, t] : ct.bfl) {
       bytes += static_cast<int64_t>(t.nbytes());
@@ -153,7 +218,14 @@ int cmd_convert(const Args& args) {
       user_error("--weights: only for a fluxtrain checkpoint, and '{}' is not one", cfg.s("in"));
     const FluxWeights w = inspect_flux_weights(cfg.s("in"));
     source = fmt::format("{} ({})", cfg.s("in"), weight_layout_name(w.layout));
-    bytes = convert_flux_weights(w, cfg.s("out"), layout, dtype, max_shard);
+    if (loras.empty()) {
+      bytes = convert_flux_weights(w, cfg.s("out"), layout, dtype, max_shard);
+    } else {  // the whole model in memory once, the adapters merged into it
+      NamedTensors bfl = read_flux_tensors_bfl(w, dtype ? *dtype : w.stored_dtype);
+      merge(bfl);
+      export_flux_weights(bfl, w.params, cfg.s("out"), layout, max_shard);
+      for (const auto& [n, t] : bfl) bytes += static_cast<int64_t>(t.nbytes());
+    }
     preset = w.preset;
     params = w.params;
     num_params = w.num_params;

@@ -73,6 +73,7 @@ int cmd_info(const Args& args) {
   std::string where = "not allocated (counted by shape)";
   std::map<std::string, std::string> stored_dtype;  // from a checkpoint
   std::vector<std::string> train_blocks;            // a checkpoint's selection (empty: all)
+  bool lora = false;                                // a LoRA checkpoint: the base is frozen
   const auto names = model_preset_names();
   const bool is_preset = std::find(names.begin(), names.end(), model) != names.end();
   std::optional<FluxWeights> weights;  // a model on disk
@@ -99,14 +100,25 @@ int cmd_info(const Args& args) {
         stored_dtype[p.name] = safetensors_dtype_name(weights->stored_dtype);
     }
     const auto& f = ck.file("model.safetensors");
-    for (const auto& n : f.names()) stored_dtype[n] = f.info(n).dtype;
     where = "cpu (checkpoint " + dir + ")";
-    if (ck.state.contains("train_blocks"))
-      train_blocks = ck.state["train_blocks"].get<std::vector<std::string>>();
-    std::printf("checkpoint %s: step %lld, trains %s\n", dir.c_str(),
-                static_cast<long long>(ck.state.value("step", int64_t{0})),
-                train_blocks.empty() ? "every parameter"
-                                     : fmt::format("{}", fmt::join(train_blocks, ", ")).c_str());
+    if (ck.state.value("method", std::string("full")) == "lora") {
+      lora = true;
+      int64_t adapter_params = 0;
+      for (const auto& n : f.names()) adapter_params += f.info(n).numel();
+      std::printf(
+          "checkpoint %s: step %lld, LoRA: %zu adapter tensors, %s parameters train; the base "
+          "below is frozen\n",
+          dir.c_str(), static_cast<long long>(ck.state.value("step", int64_t{0})), f.size(),
+          format_thousands(adapter_params).c_str());
+    } else {
+      for (const auto& n : f.names()) stored_dtype[n] = f.info(n).dtype;
+      if (ck.state.contains("train_blocks"))
+        train_blocks = ck.state["train_blocks"].get<std::vector<std::string>>();
+      std::printf("checkpoint %s: step %lld, trains %s\n", dir.c_str(),
+                  static_cast<long long>(ck.state.value("step", int64_t{0})),
+                  train_blocks.empty() ? "every parameter"
+                                       : fmt::format("{}", fmt::join(train_blocks, ", ")).c_str());
+    }
   }
   ModelPreset preset = weights ? model_preset("flux-dev") : model_preset(model);
   if (weights) preset.flux = weights->params;
@@ -121,7 +133,8 @@ int cmd_info(const Args& args) {
   };
   std::vector<std::string> all_names;
   for (const auto& p : flux_parameter_shapes(preset.flux)) all_names.push_back(p.name);
-  const auto selected = select_parameters(all_names, train_blocks);
+  const auto selected =
+      lora ? std::vector<std::string>{} : select_parameters(all_names, train_blocks);
   const std::set<std::string> trains(selected.begin(), selected.end());
   std::vector<std::string> order;
   std::map<std::string, Row> rows;

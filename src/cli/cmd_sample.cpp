@@ -32,8 +32,11 @@ static ConfigSchema sample_schema() {
               "a FLUX.1 model instead of a checkpoint: diffusers repository, BFL files' folder, "
               "Hugging Face cache entry, or a transformer .safetensors file");
   add_model_file_keys(s, "input", "with --model");
-  s.string("input", "prompt", "",
-           "the prompt (more through prompts_file); --prompt \"\" samples unconditionally")
+  s.list("input", "lora",
+         "LoRA files merged into the transformer, FILE or FILE:strength (diffusers, kohya or "
+         "ComfyUI layout, from fluxtrain or other trainers); give --lora again to stack several")
+      .string("input", "prompt", "",
+              "the prompt (more through prompts_file); --prompt \"\" samples unconditionally")
       .path("input", "prompts_file", "text file with one prompt per line", true)
       .string("output", "out", "sample.png",
               "output PNG; several images become <stem>-<k>.png, or files in it if a directory")
@@ -183,9 +186,8 @@ int sample_checkpoint(const Config& cfg, const std::vector<std::string>& prompts
   auto model = build_trained_model(ro, pipe.transformer);
   model->load_checkpoint(ckpt.checkpoint.file("model.safetensors"));
   const bool ema = cfg.b("use_ema") && ckpt.checkpoint.has_file("ema.safetensors");
-  if (ema)
-    load_module_tensors(*pipe.transformer, ckpt.checkpoint.file("ema.safetensors"),
-                        /*strict=*/false);
+  if (ema) model->load_averaged(ckpt.checkpoint.file("ema.safetensors"));
+  for (const auto& l : cfg.list("lora")) merge_lora_file(*pipe.transformer, parse_lora_spec(l));
 
   SampleOptions o = default_sample_options(pipe.preset);
   o.height = o.width = ckpt.state.resolution > 0 ? ckpt.state.resolution : o.height;
@@ -233,6 +235,7 @@ int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
   mo.device = parse_device(cfg.s("device"));
   mo.dtype = weights_dtype(cfg, mo.device);
   mo.offload = cfg.b("offload");
+  for (const auto& l : cfg.list("lora")) mo.loras.push_back(parse_lora_spec(l));
   FluxModel model(files, mo);
   SampleOptions o = model.default_options();
   apply_sampling_flags(cfg, o);
@@ -269,7 +272,7 @@ int cmd_sample(const Args& args) {
   if (!parse_args(cfg, args)) {
     std::printf(
         "usage: fluxtrain sample (--checkpoint DIR | --model PATH) --prompt \"...\" "
-        "[--out file.png] [--key value ...]\n%s",
+        "[--lora FILE[:strength] ...] [--out file.png] [--key value ...]\n%s",
         cfg.schema().help().c_str());
     return 0;
   }

@@ -238,6 +238,16 @@ void Config::set(const std::string& key, const std::string& text, const std::str
   explicitly_set_[key] = true;
 }
 
+void Config::append(const std::string& key, const std::string& text, const std::string& origin) {
+  const ConfigKey* k = schema_.find(key);
+  if (!k || k->type != KeyType::kList) return set(key, text, origin);
+  std::vector<std::string> items = list(key);
+  set(key, text, origin);
+  auto& now = std::get<std::vector<std::string>>(values_[key]);
+  items.insert(items.end(), now.begin(), now.end());
+  now = std::move(items);
+}
+
 void Config::load_yaml_string(const std::string& yaml, const std::string& origin) {
   YAML::Node root;
   try {
@@ -420,7 +430,13 @@ bool parse_args(Config& config, const std::vector<std::string>& args) {
   if (cl.help) return false;
   // Files first, so that flags override them whatever their order.
   for (const auto& f : cl.config_files) config.load_yaml_file(f);
-  for (const auto& [key, value] : cl.flags) config.set(key, value, "--" + key);
+  std::set<std::string> seen;
+  for (const auto& [key, value] : cl.flags) {
+    if (seen.insert(key).second)
+      config.set(key, value, "--" + key);
+    else
+      config.append(key, value, "--" + key);
+  }
   return true;
 }
 

@@ -72,6 +72,8 @@ class Config {
   // Parse `text` for `key` and store it; `origin` names where it came from for error messages
   // ("--lr", "run.yaml").
   void set(const std::string& key, const std::string& text, const std::string& origin);
+  // For a list key: parses `text` as set() does and appends its items to the current value.
+  void append(const std::string& key, const std::string& text, const std::string& origin);
   // Load a flat YAML mapping of key: value.
   void load_yaml_file(const std::string& path);
   void load_yaml_string(const std::string& yaml, const std::string& origin);
@@ -113,7 +115,9 @@ CommandLine split_command_line(const std::vector<std::string>& args,
                                const std::function<bool(const std::string&)>& is_switch);
 
 // Parse `args` (everything after the subcommand): --config FILE, --key value, --key=value,
-// --flag (bool true), --no-flag (bool false). Returns false when --help / -h was asked for.
+// --flag (bool true), --no-flag (bool false). A list key given more than once collects the items
+// of every occurrence (--lora a.safetensors --lora b.safetensors:0.5). Returns false when
+// --help / -h was asked for.
 // Positional arguments are an error.
 bool parse_args(Config& config, const std::vector<std::string>& args);
 

@@ -149,7 +149,7 @@ bool recover_aside(const std::string& dir) {
 void save_checkpoint_dir(
     const std::string& dir_in,
     const std::map<std::string, std::vector<std::pair<std::string, torch::Tensor>>>& files,
-    const json& state) {
+    const json& state, const std::map<std::string, std::map<std::string, std::string>>& metadata) {
   const std::string dir = strip_slashes(dir_in);
   for (const auto& kv : files) check_file_name(dir, kv.first);
   const std::string parent = parent_dir(dir);
@@ -164,7 +164,10 @@ void save_checkpoint_dir(
   try {
     json listed = json::object();
     for (const auto& [name, tensors] : files) {
-      FileDigest d = write_safetensors((fs::path(tmp) / name).string(), tensors);
+      const auto m = metadata.find(name);
+      FileDigest d =
+          write_safetensors((fs::path(tmp) / name).string(), tensors,
+                            m == metadata.end() ? std::map<std::string, std::string>{} : m->second);
       listed[name] = {{"bytes", d.bytes}, {"xxh64", hex64(d.xxh64)}};
     }
     json manifest = {{"format", kCheckpointFormat},

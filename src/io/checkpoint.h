@@ -24,11 +24,13 @@ constexpr int kCheckpointVersion = 1;
 // renamed into place. An existing `dir` (e.g. "best") is renamed aside to
 // `<dir>.old-<pid>-<random>` first and deleted only once the new one is in place, so a complete
 // checkpoint exists at every moment (load_checkpoint_dir recovers the aside copy after a crash).
-// File names must be plain names (no '/'), not manifest.json.
+// File names must be plain names (no '/'), not manifest.json. `metadata` gives a file's
+// safetensors __metadata__ (by file name; none for the others).
 void save_checkpoint_dir(
     const std::string& dir,
     const std::map<std::string, std::vector<std::pair<std::string, torch::Tensor>>>& files,
-    const nlohmann::json& state);
+    const nlohmann::json& state,
+    const std::map<std::string, std::map<std::string, std::string>>& metadata = {});
 
 // A verified checkpoint: its state and its files, opened (mmap) and ready to load from.
 struct LoadedCheckpoint {

@@ -2,6 +2,8 @@
 #include "model/activation_checkpoint.h"
 
 #include <algorithm>
+#include <mutex>
+#include <optional>
 
 #include "core/torch_compat.h"
 
@@ -61,13 +63,53 @@ struct CheckpointState : torch::CustomClassHolder {
   CheckpointedFn fn;
   size_t num_inputs = 0;  // fn's inputs (a trailing placeholder input is not passed to fn)
   AutocastState autocast;
+  // The default generator of the inputs' device as forward found it, put back for the
+  // recomputation (dropout inside fn draws the same masks twice; torch's preserve_rng_state).
+  std::optional<c10::Device> rng_device;
+  torch::Tensor rng_state;
 };
+
+c10::Device inputs_device(at::TensorList inputs) {
+  for (const auto& t : inputs)
+    if (t.defined()) return t.device();
+  return c10::Device(c10::kCPU);
+}
+
+torch::Tensor generator_state(c10::Device device) {
+  auto gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_generator_state(c10::Device device, const torch::Tensor& state) {
+  auto gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+// Runs fn with the generator of `device` set to `state`, then restores the state it had.
+std::vector<torch::Tensor> with_generator_state(
+    c10::Device device, const torch::Tensor& state,
+    const std::function<std::vector<torch::Tensor>()>& fn) {
+  const auto now = generator_state(device);
+  set_generator_state(device, state);
+  try {
+    auto out = fn();
+    set_generator_state(device, now);
+    return out;
+  } catch (...) {
+    set_generator_state(device, now);
+    throw;
+  }
+}
 
 struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
   static variable_list forward(AutogradContext* ctx, at::TensorList inputs,
                                c10::intrusive_ptr<CheckpointState> state) {
     torch::NoGradGuard no_grad;  // (apply() already runs forward without grad)
     state->autocast = AutocastState::current();
+    state->rng_device = inputs_device(inputs);
+    state->rng_state = generator_state(*state->rng_device);
     ctx->save_for_backward(inputs.vec());
     std::vector<torch::Tensor> fn_inputs(inputs.begin(), inputs.begin() + state->num_inputs);
     auto outputs = state->fn(fn_inputs);
@@ -90,11 +132,11 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     }
     std::vector<torch::Tensor> outputs;
     {
-      // FLUX has no dropout or other randomness, so no RNG state is saved or restored: the
-      // recomputation is the same ops on the same values as forward.
+      // The same ops on the same values as forward, with the same random numbers.
       torch::AutoGradMode grad_on(true);
       AutocastStateGuard autocast(state.autocast);
-      outputs = state.fn(inputs);
+      outputs = with_generator_state(*state.rng_device, state.rng_state,
+                                     [&] { return state.fn(inputs); });
     }
     TORCH_CHECK(outputs.size() == grad_outputs.size(),
                 "activation_checkpoint: the recomputation returned ", outputs.size(),

@@ -19,8 +19,9 @@ using CheckpointedFn = std::function<std::vector<torch::Tensor>(const std::vecto
 // that recomputation: parameters fn uses accumulate their .grad as without checkpointing, and
 // the inputs receive their gradients (none for inputs that do not require grad).
 //
-// fn must be deterministic: nothing random is replayed (FLUX has no dropout, so no RNG state is
-// saved). Inputs must not be modified in place before backward (the saved-tensor version check
+// Random numbers fn draws from the default generator of its inputs' device (dropout in LoRA
+// adapters) are drawn again in the recomputation: that generator's state is saved in forward and
+// restored around the recomputation (torch.utils.checkpoint's preserve_rng_state). Inputs must not be modified in place before backward (the saved-tensor version check
 // reports it). Double backward (create_graph) is not supported.
 // Outputs are fn's, tied to one graph node; with grad disabled this is just fn(inputs).
 std::vector<torch::Tensor> activation_checkpoint(const CheckpointedFn& fn,

@@ -28,11 +28,11 @@ void FluxParams::validate() const {
 FluxImpl::FluxImpl(const FluxParams& p) : params(p) {
   p.validate();
   const int64_t H = p.hidden_size;
-  img_in = register_module("img_in", torch::nn::Linear(p.in_channels, H));
+  img_in = register_module("img_in", Linear(p.in_channels, H));
   time_in = register_module("time_in", MLPEmbedder(256, H));
   vector_in = register_module("vector_in", MLPEmbedder(p.vec_in_dim, H));
   if (p.guidance_embed) guidance_in = register_module("guidance_in", MLPEmbedder(256, H));
-  txt_in = register_module("txt_in", torch::nn::Linear(p.context_in_dim, H));
+  txt_in = register_module("txt_in", Linear(p.context_in_dim, H));
   double_blocks = register_module("double_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < p.depth; ++i)
     double_blocks->push_back(DoubleStreamBlock(H, p.num_heads, p.mlp_ratio, p.qkv_bias));
@@ -73,7 +73,7 @@ torch::Tensor FluxImpl::forward(const FluxInputs& in) {
       activation_checkpointing_ && is_training() && torch::GradMode::is_enabled();
   for (size_t i = 0; i < double_blocks->size(); ++i) {
     auto block = double_blocks->ptr<DoubleStreamBlockImpl>(i);
-    if (checkpoint) {
+    if (checkpoint && static_cast<int64_t>(i) % checkpoint_every_ == 0) {
       auto r = activation_checkpoint(
           [block](const std::vector<torch::Tensor>& x) -> std::vector<torch::Tensor> {
             auto out = block->forward(x[0], x[1], x[2], x[3]);
@@ -92,7 +92,7 @@ torch::Tensor FluxImpl::forward(const FluxInputs& in) {
   auto x = torch::cat({txt, img}, 1);  // [B, Lt+Li, H]
   for (size_t i = 0; i < single_blocks->size(); ++i) {
     auto block = single_blocks->ptr<SingleStreamBlockImpl>(i);
-    if (checkpoint)
+    if (checkpoint && static_cast<int64_t>(i + double_blocks->size()) % checkpoint_every_ == 0)
       x = activation_checkpoint(
           [block](const std::vector<torch::Tensor>& v) -> std::vector<torch::Tensor> {
             return {block->forward(v[0], v[1], v[2])};

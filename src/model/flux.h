@@ -53,18 +53,24 @@ struct FluxImpl : torch::nn::Module {
 
   // Activation checkpointing: in training mode with grad enabled, every double and single block
   // keeps only its inputs and recomputes its activations in backward (less memory, about 1/3
-  // more compute). Eval mode and no-grad passes run as usual. Off by default.
-  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  // more compute). `every` k > 1 checkpoints one block in k (blocks 0, k, 2k, ... counting the
+  // double blocks, then the single ones), trading memory for speed in between. Eval mode and
+  // no-grad passes run as usual. Off by default.
+  void set_activation_checkpointing(bool on, int64_t every = 1) {
+    activation_checkpointing_ = on;
+    checkpoint_every_ = every < 1 ? 1 : every;
+  }
   bool activation_checkpointing() const { return activation_checkpointing_; }
 
   FluxParams params;
-  torch::nn::Linear img_in{nullptr}, txt_in{nullptr};
+  Linear img_in{nullptr}, txt_in{nullptr};
   MLPEmbedder time_in{nullptr}, vector_in{nullptr}, guidance_in{nullptr};
   torch::nn::ModuleList double_blocks{nullptr}, single_blocks{nullptr};
   LastLayer final_layer{nullptr};
 
  private:
   bool activation_checkpointing_ = false;
+  int64_t checkpoint_every_ = 1;
 };
 TORCH_MODULE(Flux);
 

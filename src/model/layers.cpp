@@ -68,8 +68,8 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 }
 
 MLPEmbedderImpl::MLPEmbedderImpl(int64_t in_dim, int64_t hidden_dim) {
-  in_layer = register_module("in_layer", torch::nn::Linear(in_dim, hidden_dim));
-  out_layer = register_module("out_layer", torch::nn::Linear(hidden_dim, hidden_dim));
+  in_layer = register_module("in_layer", Linear(in_dim, hidden_dim));
+  out_layer = register_module("out_layer", Linear(hidden_dim, hidden_dim));
 }
 
 torch::Tensor MLPEmbedderImpl::forward(const torch::Tensor& x) {
@@ -98,14 +98,13 @@ std::pair<torch::Tensor, torch::Tensor> QKNormImpl::forward(const torch::Tensor&
 }
 
 SelfAttentionImpl::SelfAttentionImpl(int64_t dim, int64_t num_heads, bool qkv_bias) {
-  qkv = register_module("qkv",
-                        torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(qkv_bias)));
+  qkv = register_module("qkv", Linear(dim, 3 * dim, qkv_bias));
   norm = register_module("norm", QKNorm(dim / num_heads));
-  proj = register_module("proj", torch::nn::Linear(dim, dim));
+  proj = register_module("proj", Linear(dim, dim));
 }
 
 ModulationImpl::ModulationImpl(int64_t dim, bool is_double) : multiplier(is_double ? 6 : 3) {
-  lin = register_module("lin", torch::nn::Linear(dim, multiplier * dim));
+  lin = register_module("lin", Linear(dim, multiplier * dim));
 }
 
 std::vector<ModulationOut> ModulationImpl::forward(const torch::Tensor& vec) {
@@ -132,9 +131,9 @@ static std::vector<torch::Tensor> split_qkv(const torch::Tensor& qkv, int64_t nu
 }
 
 static torch::nn::Sequential make_mlp(int64_t hidden, int64_t mlp_hidden) {
-  return torch::nn::Sequential(torch::nn::Linear(hidden, mlp_hidden),
+  return torch::nn::Sequential(Linear(hidden, mlp_hidden),
                                torch::nn::GELU(torch::nn::GELUOptions().approximate("tanh")),
-                               torch::nn::Linear(mlp_hidden, hidden));
+                               Linear(mlp_hidden, hidden));
 }
 
 DoubleStreamBlockImpl::DoubleStreamBlockImpl(int64_t hidden_size, int64_t heads, double mlp_ratio,
@@ -174,8 +173,8 @@ SingleStreamBlockImpl::SingleStreamBlockImpl(int64_t hidden, int64_t heads, doub
     : hidden_size(hidden),
       num_heads(heads),
       mlp_hidden_dim(static_cast<int64_t>(hidden * mlp_ratio)) {
-  linear1 = register_module("linear1", torch::nn::Linear(hidden, 3 * hidden + mlp_hidden_dim));
-  linear2 = register_module("linear2", torch::nn::Linear(hidden + mlp_hidden_dim, hidden));
+  linear1 = register_module("linear1", Linear(hidden, 3 * hidden + mlp_hidden_dim));
+  linear2 = register_module("linear2", Linear(hidden + mlp_hidden_dim, hidden));
   norm = register_module("norm", QKNorm(hidden / heads));
   modulation = register_module("modulation", Modulation(hidden, false));
 }
@@ -192,10 +191,10 @@ torch::Tensor SingleStreamBlockImpl::forward(const torch::Tensor& x, const torch
 }
 
 LastLayerImpl::LastLayerImpl(int64_t hidden_size, int64_t out_channels) {
-  linear = register_module("linear", torch::nn::Linear(hidden_size, out_channels));
+  linear = register_module("linear", Linear(hidden_size, out_channels));
   adaLN_modulation = register_module(
       "adaLN_modulation",
-      torch::nn::Sequential(torch::nn::SiLU(), torch::nn::Linear(hidden_size, 2 * hidden_size)));
+      torch::nn::Sequential(torch::nn::SiLU(), Linear(hidden_size, 2 * hidden_size)));
 }
 
 torch::Tensor LastLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& vec) {

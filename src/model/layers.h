@@ -6,6 +6,8 @@
 
 #include <vector>
 
+#include "model/linear.h"
+
 namespace fluxtrain {
 
 // Sinusoidal embedding of t (scaled by time_factor) -> [B, dim]; first half cos, second half sin;
@@ -30,7 +32,7 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
 struct MLPEmbedderImpl : torch::nn::Module {
   MLPEmbedderImpl(int64_t in_dim, int64_t hidden_dim);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Linear in_layer{nullptr}, out_layer{nullptr};
+  Linear in_layer{nullptr}, out_layer{nullptr};
 };
 TORCH_MODULE(MLPEmbedder);
 
@@ -54,7 +56,7 @@ TORCH_MODULE(QKNorm);
 // qkv projection, QK norm and output projection (the attention itself is shared, see attention()).
 struct SelfAttentionImpl : torch::nn::Module {
   SelfAttentionImpl(int64_t dim, int64_t num_heads, bool qkv_bias);
-  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+  Linear qkv{nullptr}, proj{nullptr};
   QKNorm norm{nullptr};
 };
 TORCH_MODULE(SelfAttention);
@@ -68,7 +70,7 @@ struct ModulationImpl : torch::nn::Module {
   ModulationImpl(int64_t dim, bool is_double);
   std::vector<ModulationOut> forward(const torch::Tensor& vec);
   int64_t multiplier;
-  torch::nn::Linear lin{nullptr};
+  Linear lin{nullptr};
 };
 TORCH_MODULE(Modulation);
 
@@ -96,7 +98,7 @@ struct SingleStreamBlockImpl : torch::nn::Module {
   // x: [B, L, H] -> [B, L, H].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& vec, const torch::Tensor& pe);
   int64_t hidden_size, num_heads, mlp_hidden_dim;
-  torch::nn::Linear linear1{nullptr}, linear2{nullptr};
+  Linear linear1{nullptr}, linear2{nullptr};
   QKNorm norm{nullptr};
   Modulation modulation{nullptr};
 };
@@ -106,7 +108,7 @@ TORCH_MODULE(SingleStreamBlock);
 struct LastLayerImpl : torch::nn::Module {
   LastLayerImpl(int64_t hidden_size, int64_t out_channels);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& vec);
-  torch::nn::Linear linear{nullptr};
+  Linear linear{nullptr};
   torch::nn::Sequential adaLN_modulation{nullptr};
 };
 TORCH_MODULE(LastLayer);

@@ -109,6 +109,7 @@ torch::Tensor FluxModel::denoise(const TextEmbeddings& cond, const torch::Tensor
     DefaultDtypeScope dtype_scope(options_.dtype);
     transformer_ = Flux(weights_.params);
     load_flux_weights(*transformer_, weights_);
+    for (const auto& spec : options_.loras) merge_lora_file(*transformer_, spec);
     transformer_->eval();
     for (auto& p : transformer_->parameters()) p.set_requires_grad(false);
   }

@@ -13,6 +13,7 @@
 
 #include "model/flux.h"
 #include "model/flux_weights.h"
+#include "model/lora_merge.h"
 #include "model/presets.h"
 #include "model/vae.h"
 #include "sample/model_files.h"
@@ -28,6 +29,8 @@ struct FluxModelOptions {
   // Components stay loaded on the device after their phase (no reload, no move; the device must
   // hold all of them). Takes precedence over `offload`.
   bool keep_loaded = false;
+  // LoRA files merged into the transformer's weights when it is loaded, in order.
+  std::vector<LoraSpec> loras;
 };
 
 class FluxModel {

@@ -6,9 +6,11 @@
 
 namespace fluxtrain {
 
-Ema::Ema(const AdamW::Named& params, double decay) : params_(params), decay_(decay) {
+Ema::Ema(const AdamW::Named& params, double decay, bool on_cpu) : params_(params), decay_(decay) {
   torch::NoGradGuard no_grad;
-  for (const auto& [name, p] : params_) shadow_.push_back(p.detach().to(torch::kFloat).clone());
+  for (const auto& [name, p] : params_)
+    shadow_.push_back(
+        p.detach().to(on_cpu ? torch::Device(torch::kCPU) : p.device(), torch::kFloat).clone());
 }
 
 double Ema::decay_at(int64_t step) const {
@@ -19,7 +21,8 @@ void Ema::update(int64_t step) {
   torch::NoGradGuard no_grad;
   const double d = decay_at(step);
   for (size_t i = 0; i < params_.size(); ++i)
-    shadow_[i].mul_(d).add_(params_[i].second.detach().to(torch::kFloat), 1.0 - d);
+    shadow_[i].mul_(d).add_(params_[i].second.detach().to(shadow_[i].device(), torch::kFloat),
+                            1.0 - d);
 }
 
 void Ema::with_averaged_weights(const std::function<void()>& fn) {

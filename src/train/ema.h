@@ -13,7 +13,9 @@ namespace fluxtrain {
 
 class Ema {
  public:
-  Ema(const AdamW::Named& params, double decay);
+  // on_cpu: the averages live in CPU memory (the update copies each weight over), which frees
+  // the device of a second fp32 copy of the trainable weights.
+  Ema(const AdamW::Named& params, double decay, bool on_cpu = false);
   // After optimizer step number `step` (1-based).
   void update(int64_t step);
   double decay_at(int64_t step) const;

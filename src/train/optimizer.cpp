@@ -10,9 +10,14 @@ namespace fluxtrain {
 
 AdamW::AdamW(Named params, AdamWOptions options) : params_(std::move(params)), opt_(options) {
   for (const auto& [name, p] : params_) {
-    auto opts = p.options().dtype(opt_.state_dtype);
-    exp_avg_.push_back(torch::zeros(p.sizes(), opts));
-    exp_avg_sq_.push_back(torch::zeros(p.sizes(), opts));
+    const bool q8 = opt_.state_8bit && p.numel() >= opt_.min_8bit_size;
+    auto opts = p.options().dtype(opt_.state_8bit ? torch::kFloat : opt_.state_dtype);
+    exp_avg_.push_back(q8 ? torch::Tensor() : torch::zeros(p.sizes(), opts));
+    exp_avg_sq_.push_back(q8 ? torch::Tensor() : torch::zeros(p.sizes(), opts));
+    exp_avg_q_.push_back(q8 ? BlockQuantized(p.sizes().vec(), p.device(), opt_.block_size, true)
+                            : BlockQuantized());
+    exp_avg_sq_q_.push_back(q8 ? BlockQuantized(p.sizes().vec(), p.device(), opt_.block_size, false)
+                               : BlockQuantized());
   }
 }
 
@@ -25,13 +30,20 @@ void AdamW::step(double lr) {
     auto& p = params_[i].second;
     if (!p.grad().defined()) continue;
     auto g = p.grad().to(torch::kFloat);
-    const bool fp32_state = opt_.state_dtype == torch::kFloat;
-    // Low-precision state: update in fp32, store rounded.
-    auto m = fp32_state ? exp_avg_[i] : exp_avg_[i].to(torch::kFloat);
-    auto v = fp32_state ? exp_avg_sq_[i] : exp_avg_sq_[i].to(torch::kFloat);
+    const bool q8 = !exp_avg_[i].defined();
+    const bool fp32_state = !q8 && exp_avg_[i].scalar_type() == torch::kFloat;
+    // Low-precision state: update in fp32, store rounded (8-bit: the update uses the fp32
+    // moments, then they are stored quantised, as bitsandbytes' kernels do).
+    auto m = q8 ? exp_avg_q_[i].dequantize()
+                : (fp32_state ? exp_avg_[i] : exp_avg_[i].to(torch::kFloat));
+    auto v = q8 ? exp_avg_sq_q_[i].dequantize()
+                : (fp32_state ? exp_avg_sq_[i] : exp_avg_sq_[i].to(torch::kFloat));
     m.mul_(opt_.beta1).add_(g, 1 - opt_.beta1);
     v.mul_(opt_.beta2).addcmul_(g, g, 1 - opt_.beta2);
-    if (!fp32_state) {
+    if (q8) {
+      exp_avg_q_[i].assign(m);
+      exp_avg_sq_q_[i].assign(v);
+    } else if (!fp32_state) {
       exp_avg_[i].copy_(m);
       exp_avg_sq_[i].copy_(v);
     }
@@ -56,8 +68,16 @@ void AdamW::zero_grad() {
 AdamW::Named AdamW::state_tensors() const {
   Named out;
   for (size_t i = 0; i < params_.size(); ++i) {
-    out.emplace_back("exp_avg." + params_[i].first, exp_avg_[i]);
-    out.emplace_back("exp_avg_sq." + params_[i].first, exp_avg_sq_[i]);
+    const std::string& n = params_[i].first;
+    if (exp_avg_[i].defined()) {
+      out.emplace_back("exp_avg." + n, exp_avg_[i]);
+      out.emplace_back("exp_avg_sq." + n, exp_avg_sq_[i]);
+    } else {
+      out.emplace_back("exp_avg." + n + ".q8", exp_avg_q_[i].codes);
+      out.emplace_back("exp_avg." + n + ".absmax", exp_avg_q_[i].absmax);
+      out.emplace_back("exp_avg_sq." + n + ".q8", exp_avg_sq_q_[i].codes);
+      out.emplace_back("exp_avg_sq." + n + ".absmax", exp_avg_sq_q_[i].absmax);
+    }
   }
   return out;
 }
@@ -65,12 +85,27 @@ AdamW::Named AdamW::state_tensors() const {
 void AdamW::load_state(const std::function<torch::Tensor(const std::string&)>& get, int64_t steps,
                        const std::string& origin) {
   torch::NoGradGuard no_grad;
+  std::vector<std::pair<std::string, torch::Tensor*>> slots;
   for (size_t i = 0; i < params_.size(); ++i) {
-    for (auto [prefix, dst] : {std::pair<const char*, torch::Tensor*>{"exp_avg.", &exp_avg_[i]},
-                               {"exp_avg_sq.", &exp_avg_sq_[i]}}) {
-      const std::string name = prefix + params_[i].first;
+    const std::string& n = params_[i].first;
+    if (exp_avg_[i].defined()) {
+      slots.emplace_back("exp_avg." + n, &exp_avg_[i]);
+      slots.emplace_back("exp_avg_sq." + n, &exp_avg_sq_[i]);
+    } else {
+      slots.emplace_back("exp_avg." + n + ".q8", &exp_avg_q_[i].codes);
+      slots.emplace_back("exp_avg." + n + ".absmax", &exp_avg_q_[i].absmax);
+      slots.emplace_back("exp_avg_sq." + n + ".q8", &exp_avg_sq_q_[i].codes);
+      slots.emplace_back("exp_avg_sq." + n + ".absmax", &exp_avg_sq_q_[i].absmax);
+    }
+  }
+  {
+    for (auto& [name, dst] : slots) {
       auto t = get(name);
-      if (!t.defined()) user_error("{}: optimizer state '{}' is missing", origin, name);
+      if (!t.defined())
+        user_error(
+            "{}: optimizer state '{}' is missing (optimizer_state differs from the run "
+            "that wrote it?)",
+            origin, name);
       if (t.sizes() != dst->sizes())
         user_error("{}: optimizer state '{}' has shape {}, expected {}", origin, name,
                    shape_str(t.sizes()), shape_str(dst->sizes()));

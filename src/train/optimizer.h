@@ -1,5 +1,6 @@
-// AdamW with decoupled weight decay, fp32 state, named parameters so that its state saves to
-// and loads from a checkpoint by name.
+// AdamW with decoupled weight decay, named parameters so that its state saves to and loads from
+// a checkpoint by name. Moments in fp32, bf16, or 8 bits block-wise (bitsandbytes' 8-bit AdamW:
+// train/block_quantized.h; tensors under min_8bit_size elements keep fp32 moments, as there).
 #pragma once
 #include <torch/torch.h>
 
@@ -7,11 +8,15 @@
 #include <utility>
 #include <vector>
 
+#include "train/block_quantized.h"
+
 namespace fluxtrain {
 
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
   torch::ScalarType state_dtype = torch::kFloat;  // fp32, or bf16 to halve optimizer memory
+  bool state_8bit = false;                        // 8-bit block-wise moments (state_dtype unused)
+  int64_t block_size = 256, min_8bit_size = 4096;
 };
 
 class AdamW {
@@ -26,7 +31,9 @@ class AdamW {
   int64_t steps_taken() const { return step_; }
   const Named& params() const { return params_; }
 
-  // "exp_avg.<name>" and "exp_avg_sq.<name>" for every parameter.
+  // "exp_avg.<name>" and "exp_avg_sq.<name>" for every parameter; 8-bit moments as
+  // "<moment>.<name>.q8" (uint8 codes) and "<moment>.<name>.absmax" (float32 per block), so that
+  // a resumed run continues from the very same state.
   Named state_tensors() const;
   // Restores state from tensors named as state_tensors() writes them; throws UserError naming a
   // missing or mis-shaped tensor.
@@ -35,7 +42,8 @@ class AdamW {
 
  private:
   Named params_;
-  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
+  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;       // dense moments (undefined when 8-bit)
+  std::vector<BlockQuantized> exp_avg_q_, exp_avg_sq_q_;  // 8-bit moments (empty when dense)
   AdamWOptions opt_;
   int64_t step_ = 0;
 };

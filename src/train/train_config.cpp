@@ -34,6 +34,31 @@ ConfigSchema train_schema() {
                           "transformer .safetensors file",
                           fmt::join(model_preset_names(), ", ")));
   add_model_file_keys(s, "model", "with a model path");
+  s.choice("model", "method", "full", {"full", "lora"},
+           "what trains: full = the parameters train_blocks selects; lora = LoRA/DoRA adapters on "
+           "the layers lora_targets selects, the base frozen")
+      .integer("lora", "lora_rank", 16, "rank r of each adapter", 1)
+      .real("lora", "lora_alpha", 0.0,
+            "adapter scale alpha / r; 0 = alpha equal to the rank (scale 1)", 0.0)
+      .real("lora", "lora_dropout", 0.0, "dropout on each adapter's input while training", 0.0,
+            0.99)
+      .boolean("lora", "use_dora", false,
+               "DoRA: a learned magnitude per output channel (weight-decomposed LoRA, PEFT's "
+               "form; saved in the diffusers layout only)")
+      .list("lora", "lora_targets",
+            "layers that get adapters: presets attn, attn_mlp, blocks (every block linear, "
+            "modulation included), all (+ embedders, final layer), or BFL name patterns as "
+            "train_blocks takes them; empty = attn_mlp")
+      .path("lora", "lora_init",
+            "start the adapters from a LoRA file (diffusers, kohya or ComfyUI layout): its "
+            "layers, ranks, alphas and weights",
+            true)
+      .string("lora", "lora_format", "all",
+              "LoRA files each checkpoint holds, by what loads them: comfyui "
+              "(lora_comfyui.safetensors), diffusers (pytorch_lora_weights.safetensors), kohya "
+              "(lora_kohya.safetensors; loads in ComfyUI and diffusers), all; comma-separated")
+      .choice("lora", "lora_save_dtype", "bf16", {"bf16", "fp16", "fp32"},
+              "dtype of those files' tensors (model.safetensors keeps fp32 for resuming)");
   s.list("model", "train_blocks",
          "parameters that train, as name patterns over BFL names (a pattern matches a name or "
          "any dotted prefix of it; * ? [] as in shell globs): e.g. [\"double_blocks.1*\", "
@@ -45,10 +70,18 @@ ConfigSchema train_schema() {
               "compute precision (bf16: autocast with fp32 weights and optimizer state)")
       .choice("model", "weights", "fp32", {"fp32", "bf16"},
               "dtype of the transformer's weights (bf16 needs precision bf16)")
-      .choice("model", "optimizer_state", "fp32", {"fp32", "bf16"}, "dtype of AdamW's moments")
+      .choice("model", "optimizer_state", "fp32", {"fp32", "bf16", "int8"},
+              "AdamW's moments: fp32, bf16, or int8 = 8-bit block-wise (bitsandbytes' 8-bit "
+              "AdamW: a quarter of fp32's memory; tensors under 4096 values stay fp32)")
+      .integer("model", "optimizer_block_size", 256,
+               "values per absmax block of int8 moments (bitsandbytes: 256, formerly 2048)", 16)
       .boolean("model", "gradient_checkpointing", false,
                "recompute each block's activations in backward: less memory, about 1/3 more "
                "compute")
+      .integer("model", "gradient_checkpointing_every", 1,
+               "with gradient_checkpointing: checkpoint one block in k (blocks 0, k, 2k, ... of "
+               "the double then single blocks; SimpleTuner's gradient_checkpointing_interval)",
+               1)
       .boolean("model", "zero_init", true, "adaLN-zero init of modulation and output layers")
       .boolean(
           "model", "stand_in_encoders", false,
@@ -77,6 +110,8 @@ ConfigSchema train_schema() {
             "keep an exponential moving average of the weights for validation, evaluation and "
             "sampling (0 = off; e.g. 0.999)",
             0.0, 1.0)
+      .boolean("train", "ema_on_cpu", false,
+               "keep the EMA in CPU memory (frees the device of a copy of the trainable weights)")
       .real("train", "max_grad_norm", 1.0, "clip the global gradient norm (0 = no clipping)", 0.0)
       .choice("train", "timestep_sampling", "logit_normal",
               {"uniform", "logit_normal", "shift", "flux_shift"},
@@ -122,6 +157,8 @@ ConfigSchema train_schema() {
   // Keys a resumed run may change without --override: they change how the run is carried out,
   // watched or saved, not the weights it computes.
   s.operational({"name",
+                 "lora_format",
+                 "lora_save_dtype",
                  "output_dir",
                  "device",
                  "threads",

@@ -17,6 +17,57 @@ void normalise_model_path(Config& c) {
     c.set("model", fs::absolute(m).lexically_normal().string(), "--model");
 }
 
+namespace {
+
+const std::vector<std::string> kLoraKeys = {"lora_rank",   "lora_alpha",     "lora_dropout",
+                                            "use_dora",    "lora_targets",   "lora_init",
+                                            "lora_format", "lora_save_dtype"};
+
+void read_lora_options(const Config& c, TrainOptions& o) {
+  // Set to something other than the default (a saved configuration lists every key).
+  const Config defaults(c.schema());
+  auto changed = [&](const std::string& k) { return !(c.value(k) == defaults.value(k)); };
+  if (o.method != "lora") {
+    for (const auto& k : kLoraKeys)
+      if (changed(k)) user_error("--{}: only with method lora (method is {})", k, o.method);
+    return;
+  }
+  if (!c.list("train_blocks").empty())
+    user_error(
+        "--train_blocks: method lora trains adapters; choose their layers with "
+        "lora_targets");
+  if (c.b("save_frozen")) user_error("--save_frozen: method lora saves the adapters only");
+  LoraOptions& l = o.lora;
+  l.adapter.rank = c.i("lora_rank");
+  l.adapter.alpha = c.f("lora_alpha") > 0 ? c.f("lora_alpha") : static_cast<double>(l.adapter.rank);
+  l.adapter.dropout = c.f("lora_dropout");
+  l.adapter.dora = c.b("use_dora");
+  if (!c.list("lora_targets").empty()) l.targets = c.list("lora_targets");
+  l.init_from = c.s("lora_init");
+  if (!l.init_from.empty()) {
+    l.init_from = fs::absolute(l.init_from).lexically_normal().string();
+    for (const char* k : {"lora_rank", "lora_alpha", "use_dora", "lora_targets"})
+      if (changed(k))
+        user_error("--{}: lora_init gives the adapters' layers, ranks and alphas ({})", k,
+                   l.init_from);
+  }
+  l.formats = parse_lora_formats(c.s("lora_format"));
+  if (l.adapter.dora) {
+    const bool all = c.s("lora_format") == "all";
+    for (auto f : l.formats)
+      if (f != LoraLayout::kDiffusers && !all)
+        user_error(
+            "--lora_format {}: DoRA adapters have no {} form (only diffusers/PEFT stores DoRA's "
+            "per-output magnitude); use lora_format diffusers",
+            c.s("lora_format"), lora_layout_name(f));
+    l.formats = {LoraLayout::kDiffusers};
+  }
+  const std::string dt = c.s("lora_save_dtype");
+  l.save_dtype = dt == "fp32" ? torch::kFloat : dt == "fp16" ? torch::kHalf : torch::kBFloat16;
+}
+
+}  // namespace
+
 TrainOptions TrainOptions::from_config(const Config& c) {
   TrainOptions o;
   o.name = c.s("name");
@@ -43,7 +94,8 @@ TrainOptions TrainOptions::from_config(const Config& c) {
        {"transformer", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"})
     if (!o.model_is_path && !c.s(key).empty())
       user_error("--{}: only with a model path, and model '{}' is a preset", key, o.model);
-  o.method = "full";  // every parameter of the selected blocks (LoRA and ControlNet come next)
+  o.method = c.s("method");
+  read_lora_options(c, o);
   o.train_blocks = c.list("train_blocks");
   o.save_frozen = c.b("save_frozen");
   o.precision = parse_precision(c.s("precision"));
@@ -51,6 +103,7 @@ TrainOptions TrainOptions::from_config(const Config& c) {
   if (o.weights != torch::kFloat && o.precision != o.weights)
     user_error("weights: bf16 weights need --precision bf16");
   o.gradient_checkpointing = c.b("gradient_checkpointing");
+  o.gradient_checkpointing_every = c.i("gradient_checkpointing_every");
   o.zero_init = c.b("zero_init");
   o.stand_in_encoders = c.b("stand_in_encoders");
   if (o.model_is_path && o.stand_in_encoders)
@@ -65,10 +118,17 @@ TrainOptions TrainOptions::from_config(const Config& c) {
   o.batch_size = c.i("batch_size");
   o.grad_accum = c.i("grad_accum");
   o.lr = c.f("lr");
-  o.adamw = {c.f("beta1"), c.f("beta2"), c.f("eps"), c.f("weight_decay"),
-             parse_precision(c.s("optimizer_state"))};
+  const bool state_8bit = c.s("optimizer_state") == "int8";
+  o.adamw = {c.f("beta1"),
+             c.f("beta2"),
+             c.f("eps"),
+             c.f("weight_decay"),
+             state_8bit ? torch::kFloat : parse_precision(c.s("optimizer_state")),
+             state_8bit,
+             c.i("optimizer_block_size")};
   o.schedule = {c.s("lr_schedule"), o.lr, c.i("warmup_steps"), o.steps, c.f("min_lr_ratio")};
   o.ema_decay = c.f("ema_decay");
+  o.ema_on_cpu = c.b("ema_on_cpu");
   o.max_grad_norm = c.f("max_grad_norm");
   o.timesteps = {parse_timestep_sampling(c.s("timestep_sampling")), c.f("logit_mean"),
                  c.f("logit_std"), c.f("shift")};

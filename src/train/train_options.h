@@ -11,6 +11,7 @@
 #include "sample/model_files.h"
 #include "train/data_spec.h"
 #include "train/flow_matching.h"
+#include "train/lora_model.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 
@@ -30,10 +31,12 @@ struct TrainOptions {
   bool model_is_path = false;    // looks_like_model_path(model)
   ModelFileOverrides overrides;  // with a model path
   std::string method = "full";
+  LoraOptions lora;  // method lora (seed and description filled in by build_trained_model)
   std::vector<std::string> train_blocks;  // name patterns; empty = all
   bool save_frozen = false;
   torch::ScalarType precision = torch::kFloat, weights = torch::kFloat;
   bool gradient_checkpointing = false, zero_init = true, stand_in_encoders = false;
+  int64_t gradient_checkpointing_every = 1;  // checkpoint one block in k
 
   // data
   DataOptions data;
@@ -47,6 +50,7 @@ struct TrainOptions {
   AdamWOptions adamw;
   LrSchedule schedule;
   double ema_decay = 0, max_grad_norm = 0;
+  bool ema_on_cpu = false;
   TimestepOptions timesteps;
   double guidance = -1;  // -1: the model's training default
 

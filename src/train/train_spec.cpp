@@ -108,7 +108,8 @@ Pipeline build_pipeline(const TrainOptions& o) {
     pipe.text = std::make_shared<CachedTextConditioner>(pipe.text, nullptr);
     if (cache) use_latent_cache(pipe, o, nullptr);
   }
-  pipe.transformer->set_activation_checkpointing(o.gradient_checkpointing);
+  pipe.transformer->set_activation_checkpointing(o.gradient_checkpointing,
+                                                 o.gradient_checkpointing_every);
   return pipe;
 }
 
@@ -135,7 +136,20 @@ Flux build_transformer(const TrainOptions& o) {
 std::unique_ptr<TrainedModel> build_trained_model(const TrainOptions& o, Flux transformer) {
   if (o.method == "full")
     return std::make_unique<FullFineTune>(std::move(transformer), o.train_blocks, o.save_frozen);
-  user_error("method '{}': expected full", o.method);
+  if (o.method != "lora") user_error("method '{}': expected full or lora", o.method);
+  LoraOptions l = o.lora;
+  l.seed = o.seed;
+  const std::string preset = flux_preset_of(transformer->params);
+  l.description.base_model = o.model;
+  l.description.architecture = preset == "flux-dev"       ? "flux-1-dev"
+                               : preset == "flux-schnell" ? "flux-1-schnell"
+                                                          : "flux-1";
+  l.description.targets = l.init_from.empty() ? fmt::format("{}", fmt::join(l.targets, ","))
+                                              : "lora_init " + l.init_from;
+  l.description.dropout = l.adapter.dropout;
+  auto model = std::make_unique<LoraFineTune>(std::move(transformer), l);
+  for (const auto& w : lora_layout_gaps(model->layers(), l.formats)) log_warn("{}", w);
+  return model;
 }
 
 TrainParts build_train_parts(const TrainOptions& o) {
@@ -207,7 +221,8 @@ TrainParts build_train_parts(const TrainOptions& o) {
 
   p.model = build_trained_model(o, p.pipeline.transformer);
   p.optimizer = std::make_unique<AdamW>(p.model->trainable(), o.adamw);
-  if (o.ema_decay > 0) p.ema = std::make_unique<Ema>(p.model->trainable(), o.ema_decay);
+  if (o.ema_decay > 0)
+    p.ema = std::make_unique<Ema>(p.model->trainable(), o.ema_decay, o.ema_on_cpu);
   p.schedule = o.schedule;
   return p;
 }

@@ -25,7 +25,8 @@ bool pattern_selects(const std::string& pattern, const std::string& name) {
 }  // namespace
 
 std::vector<std::string> select_parameters(const std::vector<std::string>& names,
-                                           const std::vector<std::string>& patterns) {
+                                           const std::vector<std::string>& patterns,
+                                           const std::string& key) {
   if (patterns.empty()) return names;
   std::vector<std::string> out;
   std::vector<bool> used(patterns.size(), false);
@@ -38,10 +39,34 @@ std::vector<std::string> select_parameters(const std::vector<std::string>& names
   for (size_t p = 0; p < patterns.size(); ++p)
     if (!used[p])
       user_error(
-          "train_blocks: pattern '{}' selects no parameter (names are BFL's: double_blocks.N, "
+          "{}: pattern '{}' selects no {} (names are BFL's: double_blocks.N, "
           "single_blocks.N, img_in, txt_in, time_in, vector_in, guidance_in, final_layer)",
-          patterns[p]);
+          key, patterns[p], key == "train_blocks" ? "parameter" : "layer");
   return out;
+}
+
+void TrainedModel::load_averaged(const SafetensorsFile& file) {
+  load_module_tensors(transformer(), file, /*strict=*/false);
+}
+
+void load_named_tensors(const SafetensorsFile& file, const AdamW::Named& tensors,
+                        const std::string& why) {
+  std::set<std::string> expected;
+  for (const auto& [name, p] : tensors) expected.insert(name);
+  for (const auto& n : file.names())
+    if (!expected.count(n))
+      user_error("{}: holds '{}', which this run does not train ({})", file.path(), n, why);
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, p] : tensors) {
+    if (!file.contains(name))
+      user_error("{}: has no tensor '{}', which this run trains ({})", file.path(), name, why);
+    auto t = file.load(name, p.scalar_type(), p.device());
+    if (t.sizes() != p.sizes())
+      user_error("{}: tensor '{}' has shape {}, expected {}", file.path(), name,
+                 shape_str(t.sizes()), shape_str(p.sizes()));
+    auto dst = p;
+    dst.copy_(t);
+  }
 }
 
 int64_t TrainedModel::trainable_parameters() const {
@@ -87,27 +112,7 @@ void FullFineTune::load_checkpoint(const SafetensorsFile& file) {
     load_module_tensors(*transformer_, file);
     return;
   }
-  std::set<std::string> trained;
-  for (const auto& [name, p] : trainable_) trained.insert(name);
-  for (const auto& n : names)
-    if (!trained.count(n))
-      user_error(
-          "{}: holds '{}', which this run does not train (train_blocks differs from the run "
-          "that wrote it)",
-          file.path(), n);
-  torch::NoGradGuard no_grad;
-  for (auto& [name, p] : trainable_) {
-    if (!stored.count(name))
-      user_error(
-          "{}: has no tensor '{}', which this run trains (train_blocks differs from the "
-          "run that wrote it)",
-          file.path(), name);
-    auto t = file.load(name, p.scalar_type(), p.device());
-    if (t.sizes() != p.sizes())
-      user_error("{}: tensor '{}' has shape {}, expected {}", file.path(), name,
-                 shape_str(t.sizes()), shape_str(p.sizes()));
-    p.copy_(t);
-  }
+  load_named_tensors(file, trainable_, "train_blocks differs from the run that wrote it");
 }
 
 std::string FullFineTune::describe() const {

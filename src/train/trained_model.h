@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,8 +19,16 @@ namespace fluxtrain {
 // shell glob (fnmatch: * ? [...]), the whole name or one of its dotted prefixes ("double_blocks.1"
 // selects "double_blocks.1.img_attn.qkv.weight"; "double_blocks.1*" also double_blocks.10-18).
 // No patterns select every name. A pattern that selects nothing is a UserError naming it.
+// `key` names the setting in the error.
 std::vector<std::string> select_parameters(const std::vector<std::string>& names,
-                                           const std::vector<std::string>& patterns);
+                                           const std::vector<std::string>& patterns,
+                                           const std::string& key = "train_blocks");
+
+// Copies each of `tensors` from `file` by name. The file must hold exactly those names: one more
+// or one missing is a UserError naming the file and the tensor, with `why` as the likely reason
+// ("train_blocks differs from the run that wrote it"); so is a wrong shape.
+void load_named_tensors(const SafetensorsFile& file, const AdamW::Named& tensors,
+                        const std::string& why);
 
 class TrainedModel {
  public:
@@ -36,6 +45,19 @@ class TrainedModel {
   // Restores what checkpoint_tensors() saved. UserError naming the file and the tensor for a
   // missing, unexpected or wrong-shaped one.
   virtual void load_checkpoint(const SafetensorsFile& file) = 0;
+  // Puts the EMA's averaged trainable tensors (ema.safetensors) in place of the trained ones.
+  virtual void load_averaged(const SafetensorsFile& file);
+  // Files a checkpoint holds for users beside model.safetensors (a LoRA's files in the layouts
+  // programs load), by file name.
+  struct ExportFile {
+    NamedTensors tensors;
+    std::map<std::string, std::string> metadata;
+  };
+  virtual std::map<std::string, ExportFile> export_files(int64_t step) const { return {}; }
+  // Called before each training micro-batch's forward (counter = step x grad_accum + micro): a
+  // method with dropout seeds the device's default generator, which it draws from, so that the
+  // masks depend on (seed, counter) only and a resumed run draws the same ones.
+  virtual void begin_micro_batch(uint64_t counter) {}
   // "full fine-tune: 52 of 110 tensors, 1,234,567 of 2,345,678 parameters train".
   virtual std::string describe() const = 0;
   int64_t trainable_parameters() const;

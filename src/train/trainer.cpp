@@ -229,6 +229,7 @@ Trainer::StepStats Trainer::train_step(int64_t step) {
         if (drop[i].item<float>() < o_.caption_dropout) b.captions[i].clear();
     }
     const Encoded e = encode(b);
+    p_.model->begin_micro_batch(counter);
     auto tgen = make_generator(o_.seed, RngStream::kTimestep, counter);
     auto t = sample_timesteps(o_.timesteps, B, e.x0.size(1), tgen).to(device);
     auto ngen = make_generator(o_.seed, RngStream::kNoise, counter);
@@ -298,10 +299,22 @@ void Trainer::save(const std::string& dir) {
       {"model.safetensors", on_cpu(p_.model->checkpoint_tensors())},
       {"optimizer.safetensors", on_cpu(p_.optimizer->state_tensors())}};
   if (p_.ema) files["ema.safetensors"] = on_cpu(p_.ema->tensors());
+  // The files users load (a LoRA's layouts), from the averaged weights when there is an EMA.
+  std::map<std::string, TrainedModel::ExportFile> exports;
+  auto gather = [&] { exports = p_.model->export_files(state_.step); };
+  if (p_.ema)
+    p_.ema->with_averaged_weights(gather);
+  else
+    gather();
+  std::map<std::string, std::map<std::string, std::string>> metadata;
+  for (auto& [name, f] : exports) {
+    files[name] = std::move(f.tensors);
+    metadata[name] = std::move(f.metadata);
+  }
   state_.optimizer_steps = p_.optimizer->steps_taken();
   state_.samples_seen = p_.data->samples_seen();
   state_.data_batches = p_.data->position();
-  save_checkpoint_dir(dir, files, state_.to_json());
+  save_checkpoint_dir(dir, files, state_.to_json(), metadata);
 }
 
 void Trainer::sample_validation_prompts(int64_t step) {

@@ -114,12 +114,12 @@ TEST(BenchCli, FailedOutOfMemoryAndUnsupportedPointsAreRecordedAndTheSweepGoesOn
   auto dir = fresh_dir("failures");
   // bf16 weights need bf16 compute: the child exits with a UserError. 512 px makes the tiny
   // model's attention matrix 2 x 4 x 16396^2 floats (8.6 GB), beyond the 3 GB memory limit
-  // (activation checkpointing does not help: one block's forward still needs it). method lora
-  // is a feature not built yet; gradient_checkpointing is passed on to every point.
+  // (activation checkpointing does not help: one block's forward still needs it). method
+  // controlnet is a feature not built yet; gradient_checkpointing is passed on to every point.
   std::ofstream(dir / "sweep.yaml")
       << "model: tiny\ndevice: cpu\nthreads: 1\nbatch_size: 2\nwarmup: 1\n"
          "measured: 2\nmemory_limit_gb: 3\ngradient_checkpointing: yes\nweights: [fp32, bf16]\n"
-         "resolution: [32, 512]\nmethod: [full, lora]\n";
+         "resolution: [32, 512]\nmethod: [full, controlnet]\n";
   auto r = run("bench --config " + (dir / "sweep.yaml").string() + " --output_dir " + dir.string());
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(read(bench_dir(r) / "results.json"));
@@ -136,7 +136,7 @@ TEST(BenchCli, FailedOutOfMemoryAndUnsupportedPointsAreRecordedAndTheSweepGoesOn
   EXPECT_NE(read(bench_dir(r) / j["points"][0]["log"].get<std::string>())
                 .find("--gradient_checkpointing=true"),
             std::string::npos);
-  EXPECT_EQ(j["points"][1]["settings"]["method"], "lora");
+  EXPECT_EQ(j["points"][1]["settings"]["method"], "controlnet");
   EXPECT_NE(j["points"][1]["error"].get<std::string>().find("not implemented yet"),
             std::string::npos);
   EXPECT_TRUE(j["points"][1]["run_dir"].get<std::string>().empty());  // not run
@@ -319,6 +319,6 @@ TEST(BenchCli, ShippedSweepsAreValidAndDryRunListsTheirPoints) {
   auto full = run("bench --config " + dir + "full.yaml --dry_run");
   EXPECT_NE(full.out.find("042-flux-schnell-1024px-bs16: fluxtrain train"), std::string::npos);
   EXPECT_NE(full.out.find("--weights=bf16 --optimizer_state=bf16"), std::string::npos);
-  EXPECT_EQ(full.out.find("--method"), std::string::npos);  // pending: not passed on
+  EXPECT_NE(full.out.find("--method=full"), std::string::npos);                   // a train key now
   EXPECT_NE(full.out.find("--gradient_checkpointing=false"), std::string::npos);  // a train key
 }

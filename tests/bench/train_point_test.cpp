@@ -16,7 +16,7 @@
 using namespace fluxtrain;
 namespace fs = std::filesystem;
 
-TEST(TrainPoint, ChildArgumentsForcePointSettingsAndLeavePendingKeysOut) {
+TEST(TrainPoint, ChildArgumentsForcePointSettingsAndLeaveUnbuiltValuesOut) {
   auto spec = make_sweep(read_sweep_yaml_string(
       "warmup: 2\nmeasured: 3\nmodel: tiny\nlr: 1e-3\nmethod: full\ngradient_checkpointing: "
       "on\nbatch_size: [1, 2]\n",
@@ -32,8 +32,15 @@ TEST(TrainPoint, ChildArgumentsForcePointSettingsAndLeavePendingKeysOut) {
         "--output_dir=/out/points", "--name=002-bs2", "--batch_size=2", "--model=tiny", "--lr=1e-3",
         "--lr_schedule=constant", "--stand_in_encoders=true", "--gradient_checkpointing=true"})
     EXPECT_TRUE(has(a)) << a;
-  EXPECT_FALSE(has("--lr=1e-5"));  // the sweep's lr replaces bench's default
-  for (const auto& a : args) EXPECT_EQ(a.find("method"), std::string::npos) << a;  // pending
+  EXPECT_FALSE(has("--lr=1e-5"));     // the sweep's lr replaces bench's default
+  EXPECT_TRUE(has("--method=full"));  // a train key with a built value
+  auto cn =
+      make_sweep(read_sweep_yaml_string("model: tiny\nmethod: [lora, controlnet]\n", "c.yaml"));
+  const auto cn_points = expand_grid(cn);
+  auto lora_args = train_point_args(cn, cn_points[0], "/out");
+  EXPECT_NE(std::find(lora_args.begin(), lora_args.end(), "--method=lora"), lora_args.end());
+  for (const auto& a : train_point_args(cn, cn_points[1], "/out"))
+    EXPECT_EQ(a.find("method"), std::string::npos) << a;  // controlnet: not built, not passed
 }
 
 TEST(TrainPoint, OutcomesAreClassified) {

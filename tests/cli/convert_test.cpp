@@ -162,9 +162,11 @@ TEST(ConvertCli, BadFlagsAndInputsAreOneLineErrors) {
     std::string args, message;
   };
   const std::vector<Case> cases = {
-      {"--in " + flux + " --out " + out, "--to: required (expected bfl or diffusers)"},
+      {"--in " + flux + " --out " + out,
+       "--to: required (expected bfl or diffusers; comfyui, diffusers or kohya for a LoRA file)"},
       {"--in " + flux + " --out " + out + " --to onnx",
-       "--to: bad value 'onnx' (expected bfl or diffusers)"},
+       "--to: bad value 'onnx' (expected bfl or diffusers; comfyui, diffusers or kohya for a LoRA "
+       "file)"},
       {"--in " + flux + " --to bfl", "--out: required (a .safetensors file or a directory)"},
       {"--out " + out + " --to bfl", "--in: required (a FLUX transformer or a checkpoint)"},
       {"--in /nonexistent --out " + out + " --to bfl",

@@ -18,8 +18,9 @@ using namespace fluxtrain;
 
 namespace {
 
-// Whether the autograd graph behind t has a checkpoint node.
-bool has_checkpoint_node(const torch::Tensor& t) {
+// The checkpoint nodes in the autograd graph behind t.
+int64_t count_checkpoint_nodes(const torch::Tensor& t) {
+  int64_t count = 0;
   std::vector<torch::autograd::Node*> todo;
   std::set<torch::autograd::Node*> seen;
   if (t.grad_fn()) todo.push_back(t.grad_fn().get());
@@ -27,11 +28,15 @@ bool has_checkpoint_node(const torch::Tensor& t) {
     auto* n = todo.back();
     todo.pop_back();
     if (!seen.insert(n).second) continue;
-    if (n->name().find("CheckpointFunction") != std::string::npos) return true;
+    if (n->name().find("CheckpointFunction") != std::string::npos) ++count;
     for (const auto& e : n->next_edges())
       if (e.function) todo.push_back(e.function.get());
   }
-  return false;
+  return count;
+}
+
+bool has_checkpoint_node(const torch::Tensor& t) {
+  return count_checkpoint_nodes(t) > 0;
 }
 
 // max |a - b| / max |a| (0 when both are zero).
@@ -77,17 +82,18 @@ struct Grads {
 
 Grads loss_gradients(Flux& model, const CheckpointInputs& in, bool checkpointing,
                      torch::ScalarType autocast = torch::kFloat,
-                     c10::DeviceType autocast_device = c10::DeviceType::CPU) {
+                     c10::DeviceType autocast_device = c10::DeviceType::CPU, int64_t every = 1) {
   model->zero_grad();
   for (auto* x : {&in.img, &in.txt, &in.y})
     if (x->grad().defined()) x->mutable_grad().reset();
-  model->set_activation_checkpointing(checkpointing);
+  model->set_activation_checkpointing(checkpointing, every);
   torch::Tensor pred;
   {
     AutocastScope ac(autocast_device, autocast);
     pred = model(FluxInputs{in.img, in.img_ids, in.txt, in.txt_ids, in.t, in.y});
   }
-  EXPECT_EQ(has_checkpoint_node(pred), checkpointing);
+  const int64_t blocks = model->params.depth + model->params.depth_single_blocks;
+  EXPECT_EQ(count_checkpoint_nodes(pred), checkpointing ? (blocks + every - 1) / every : 0);
   auto loss = (pred.to(in.target.scalar_type()) - in.target).pow(2).mean();
   loss.backward();
   Grads g;
@@ -249,6 +255,23 @@ TEST(FluxCheckpointing, Float64GradientsEqualThoseWithout) {
   EXPECT_EQ(d.others, 0.0);
   EXPECT_LE(d.vec_path, 1e-15);  // measured 3.6e-16: a unit or two in the last place
   EXPECT_TRUE(torch::equal(plain.loss, ckpt.loss));
+}
+
+TEST(FluxCheckpointing, EveryKthBlockCheckpointedGivesTheSameGradients) {
+  const auto preset = model_preset("tiny");
+  torch::manual_seed(2);
+  Flux model(preset.flux);
+  model->to(torch::kDouble);
+  model->train();
+  const auto in = random_inputs(preset, torch::kDouble);
+  const auto plain = loss_gradients(model, in, false);
+  for (int64_t every : {2, 3}) {  // counts of checkpoint nodes checked inside
+    const auto some = loss_gradients(model, in, true, torch::kFloat, c10::DeviceType::CPU, every);
+    const auto d = compare(plain, some);
+    EXPECT_EQ(d.others, 0.0) << every;
+    EXPECT_LE(d.vec_path, 1e-15) << every;
+    EXPECT_TRUE(torch::equal(plain.loss, some.loss)) << every;
+  }
 }
 
 TEST(FluxCheckpointing, Bf16AutocastGradientsEqualThoseWithout) {

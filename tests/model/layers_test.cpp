@@ -139,7 +139,7 @@ TEST(Blocks, ShapesAndLastLayerShiftScaleOrder) {
   // Final layer: first half of adaLN output is shift, second half scale.
   LastLayer last(4, 3);
   torch::NoGradGuard ng;
-  auto lin = last->adaLN_modulation[1]->as<torch::nn::Linear>();
+  auto lin = last->adaLN_modulation[1]->as<Linear>();
   lin->weight.zero_();
   lin->bias.copy_(torch::tensor({1.f, 1.f, 1.f, 1.f, 0.f, 0.f, 0.f, 0.f}));  // shift 1, scale 0
   last->linear->weight.copy_(torch::eye(3, 4));

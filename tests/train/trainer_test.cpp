@@ -309,3 +309,44 @@ TEST(Trainer, BadResumeAndCorruptCheckpointsAreUserErrors) {
   EXPECT_NE(message({"--resume", out.string()}).find("expected a checkpoint directory"),
             std::string::npos);
 }
+
+TEST(Trainer, MemorySaversCombineAndResumeBitIdentically) {
+  // 8-bit AdamW, every second block checkpointed, accumulation and an EMA kept on the CPU, all at
+  // once: the run resumes bit for bit from its 8-bit optimizer state.
+  const std::vector<std::string> savers = {"--optimizer_state",
+                                           "int8",
+                                           "--gradient_checkpointing",
+                                           "true",
+                                           "--gradient_checkpointing_every",
+                                           "2",
+                                           "--grad_accum",
+                                           "2",
+                                           "--ema_decay",
+                                           "0.9",
+                                           "--ema_on_cpu",
+                                           "true",
+                                           "--ckpt_every",
+                                           "3",
+                                           "--keep_last",
+                                           "0"};
+  TempDir out;
+  auto straight = train(small_config(out.path() / "a", savers));
+  auto first = train(small_config(out.path() / "b", savers));
+  fs::remove_all(fs::path(first.run_dir) / "checkpoints" / "step-6");
+  Config resume_only(train_schema());
+  parse_args(resume_only, {"--resume", first.run_dir});
+  auto resumed = train(resume_only);
+  EXPECT_EQ(fixtures::train_losses(straight.run_dir), fixtures::train_losses(resumed.run_dir));
+  const fs::path ca = fs::path(straight.run_dir) / "checkpoints" / "step-6";
+  EXPECT_EQ(fixtures::checkpoint_differences(
+                ca.string(), (fs::path(resumed.run_dir) / "checkpoints" / "step-6").string(),
+                {"model.safetensors", "optimizer.safetensors", "ema.safetensors"}),
+            std::vector<std::string>{});
+  int quantised = 0;
+  const auto checkpoint = load_checkpoint_dir(ca.string());  // (named: names() refers into it)
+  for (const auto& n : checkpoint.file("optimizer.safetensors").names())
+    quantised += n.size() > 3 && n.compare(n.size() - 3, 3, ".q8") == 0;
+  EXPECT_GT(quantised, 10);  // the large tensors' moments are 8-bit
+  const auto losses = fixtures::train_losses(straight.run_dir);
+  EXPECT_LT(losses.back(), losses.front());
+}
