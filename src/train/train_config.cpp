@@ -141,6 +141,10 @@ ConfigSchema train_schema() {
                "write checkpoints at all (off for benchmarks of models too big to save quickly)")
       .integer("checkpoint", "ckpt_every", 0, "checkpoint every N steps (0 = only at the end)", 0)
       .integer("checkpoint", "keep_last", 3, "step checkpoints kept (0 = all)", 0)
+      .integer("checkpoint", "checkpoints_total_limit", -1,
+               "diffusers' name for keep_last (when >= 0 it wins)", -1)
+      .real("run", "price_per_hour", 0.0,
+            "price of one device-hour: the run summary adds the run's cost (0 = none)", 0.0)
       .boolean("checkpoint", "save_best", true,
                "keep checkpoints/best with the lowest validation loss")
       .choice("eval", "final_eval", "auto", {"auto", "shapes", "captions", "none"},
@@ -174,6 +178,8 @@ ConfigSchema train_schema() {
                  "save_checkpoints",
                  "ckpt_every",
                  "keep_last",
+                 "checkpoints_total_limit",
+                 "price_per_hour",
                  "save_best",
                  "final_eval",
                  "eval_images_per_caption",

@@ -153,6 +153,8 @@ TrainOptions TrainOptions::from_config(const Config& c) {
   o.save_best = c.b("save_best");
   o.ckpt_every = c.i("ckpt_every");
   o.keep_last = c.i("keep_last");
+  if (c.i("checkpoints_total_limit") >= 0) o.keep_last = c.i("checkpoints_total_limit");
+  o.price_per_hour = c.f("price_per_hour");
 
   o.final_eval = c.s("final_eval");
   o.eval_images_per_caption = c.i("eval_images_per_caption");

@@ -63,6 +63,7 @@ struct TrainOptions {
   // checkpoints
   bool save_checkpoints = true, save_best = true;
   int64_t ckpt_every = 0, keep_last = 0;
+  double price_per_hour = 0;  // for the run summary's cost
 
   // evaluation (and the sampling defaults a checkpoint records)
   std::string final_eval = "auto";

@@ -54,7 +54,8 @@ NamedTensors on_cpu(NamedTensors t) {
 
 // summary.json: the outcome and the resources the run used (read by `fluxtrain bench`).
 void write_summary(const std::string& run_dir, const std::string& model, const TrainResult& r,
-                   int64_t samples_seen, const torch::Device& device, double seconds) {
+                   int64_t samples_seen, const torch::Device& device, double seconds,
+                   const nlohmann::json& throughput) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   nlohmann::json j = {
@@ -71,6 +72,7 @@ void write_summary(const std::string& run_dir, const std::string& model, const T
       {"model", model},
       {"libtorch", compat::torch_version()},
       {"fluxtrain_commit", FLUXTRAIN_COMMIT}};
+  j.update(throughput);
   if (auto peak = compat::cuda_memory_peak(device)) {  // the CUDA caching allocator's peaks
     j["cuda_peak_allocated_bytes"] = peak->allocated_bytes;
     j["cuda_peak_reserved_bytes"] = peak->reserved_bytes;
@@ -397,7 +399,10 @@ TrainResult Trainer::run(TrainState state) {
   result.run_dir = run_dir_;
   transformer.train();
   const auto t_start = Clock::now();
-  double ema_step_s = 0;
+  const int64_t samples_at_start = state_.samples_seen;
+  double ema_step_s = 0, train_s = 0;  // train_s: training steps only (no validation, saving)
+  nlohmann::json validations = nlohmann::json::array();
+  std::optional<int64_t> best_step;
   bool stop = false;
 
   while (state_.step < total && !stop) {
@@ -414,6 +419,7 @@ TrainResult Trainer::run(TrainState state) {
       throw std::runtime_error(
           fmt::format("training diverged: loss is {} at step {}", st.loss, step));
     const double step_s = seconds_since(t0);
+    train_s += step_s;
     ema_step_s = step == first_step + 1 ? step_s : 0.9 * ema_step_s + 0.1 * step_s;
     result.last_loss = st.loss;
     const double per_step = static_cast<double>(state_.samples_seen - samples_before);
@@ -461,7 +467,11 @@ TrainResult Trainer::run(TrainState state) {
              {"epoch", static_cast<double>(state_.data_batches) / static_cast<double>(per_epoch)},
              {"val_loss", v}});
       const bool better = !state_.best_val_loss || v < *state_.best_val_loss;
-      if (better) state_.best_val_loss = v;
+      if (better) state_.best_val_loss = v, best_step = step;
+      validations.push_back(
+          {{"step", step},
+           {"epoch", static_cast<double>(state_.data_batches) / static_cast<double>(per_epoch)},
+           {"val_loss", v}});
       log_info("step {}: validation loss {:.5f}{}", step, v, better ? " (best)" : "");
       if (better && o_.save_best && o_.save_checkpoints && is_main)
         save((fs::path(ckpt_root) / "best").string());
@@ -499,7 +509,30 @@ TrainResult Trainer::run(TrainState state) {
       format_duration(seconds_since(t_start)), state_.samples_seen, result.last_loss,
       state_.val_loss ? fmt::format(", validation loss {:.5f}", *state_.val_loss) : std::string());
   if (!is_main) return result;
-  write_summary(run_dir_, o_.model, result, state_.samples_seen, o_.device, seconds_since(t_start));
+  // Seed 002's run summary: throughput, duration and what the run cost.
+  const double wall_s = seconds_since(t_start);
+  const int64_t steps_here = state_.step - first_step;
+  const int64_t samples_here = state_.samples_seen - samples_at_start;
+  const double device_hours = wall_s / 3600.0 * static_cast<double>(p_.dist->world_size());
+  nlohmann::json throughput = {
+      {"images_per_s", train_s > 0 ? static_cast<double>(samples_here) / train_s : 0.0},
+      {"mean_step_ms", steps_here > 0 ? 1000.0 * train_s / static_cast<double>(steps_here) : 0.0},
+      {"training_seconds", train_s},
+      {"device_hours", device_hours},
+      {"validation", validations}};
+  if (o_.price_per_hour > 0) throughput["cost"] = device_hours * o_.price_per_hour;
+  if (best_step && o_.save_best && o_.save_checkpoints)
+    throughput["best_checkpoint"] = {{"step", *best_step},
+                                     {"val_loss", *state_.best_val_loss},
+                                     {"dir", (fs::path(ckpt_root) / "best").string()}};
+  log_info(
+      "run: {} images at {:.1f} images/s, mean step {:.1f} ms, {} in all, {:.4f} device-hours{}",
+      samples_here, throughput["images_per_s"].get<double>(),
+      throughput["mean_step_ms"].get<double>(), format_duration(wall_s), device_hours,
+      o_.price_per_hour > 0
+          ? fmt::format(" x {}/h = {:.4f}", o_.price_per_hour, device_hours * o_.price_per_hour)
+          : std::string());
+  write_summary(run_dir_, o_.model, result, state_.samples_seen, o_.device, wall_s, throughput);
   if (p_.report) {
     std::ofstream(fs::path(run_dir_) / "data_report.json") << p_.report->to_json().dump(2) << "\n";
     p_.report->log("data");

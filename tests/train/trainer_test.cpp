@@ -350,3 +350,38 @@ TEST(Trainer, MemorySaversCombineAndResumeBitIdentically) {
   const auto losses = fixtures::train_losses(straight.run_dir);
   EXPECT_LT(losses.back(), losses.front());
 }
+
+TEST(Trainer, RunSummaryHasThroughputCostValidationsAndTheBestCheckpoint) {
+  TempDir out;
+  auto r = train(
+      small_config(out.path(), {"--val_every", "2", "--ckpt_every", "2",
+                                "--checkpoints_total_limit", "1", "--price_per_hour", "2.5"}));
+  std::ifstream in(fs::path(r.run_dir) / "summary.json");
+  const auto s = nlohmann::json::parse(in);
+  const auto rows = fixtures::metrics_rows(r.run_dir, "train");
+  ASSERT_EQ(rows.size(), 6u);
+  double step_ms = 0;
+  for (const auto& row : rows) step_ms += row["step_ms"].get<double>();
+  EXPECT_NEAR(s["mean_step_ms"].get<double>(), step_ms / 6, 1e-6 * step_ms);
+  EXPECT_NEAR(s["images_per_s"].get<double>(), 48.0 / (step_ms / 1000.0),
+              1e-6 * s["images_per_s"].get<double>());
+  EXPECT_LE(s["training_seconds"].get<double>(), s["seconds"].get<double>());
+  EXPECT_DOUBLE_EQ(s["device_hours"].get<double>(), s["seconds"].get<double>() / 3600.0);
+  EXPECT_DOUBLE_EQ(s["cost"].get<double>(), 2.5 * s["device_hours"].get<double>());
+  // Validation at steps 2, 4, 6 with their epochs; the best of them is checkpoints/best.
+  const auto vals = fixtures::metrics_rows(r.run_dir, "val");
+  ASSERT_EQ(s["validation"].size(), vals.size());
+  ASSERT_EQ(vals.size(), 3u);
+  size_t best = 0;
+  for (size_t i = 0; i < vals.size(); ++i) {
+    EXPECT_EQ(s["validation"][i]["step"], vals[i]["step"]);
+    EXPECT_EQ(s["validation"][i]["val_loss"], vals[i]["val_loss"]);
+    EXPECT_EQ(s["validation"][i]["epoch"], vals[i]["epoch"]);
+    if (vals[i]["val_loss"].get<double>() < vals[best]["val_loss"].get<double>()) best = i;
+  }
+  EXPECT_EQ(s["best_checkpoint"]["step"], vals[best]["step"]);
+  EXPECT_EQ(load_checkpoint_dir(s["best_checkpoint"]["dir"].get<std::string>()).state["step"],
+            vals[best]["step"]);
+  // checkpoints_total_limit 1 (diffusers' name for keep_last): one step checkpoint is left.
+  EXPECT_EQ(list_step_checkpoints((fs::path(r.run_dir) / "checkpoints").string()).size(), 1u);
+}
