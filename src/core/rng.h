@@ -33,6 +33,7 @@ enum class RngStream : uint64_t {
   kAugment = 9,   // random crops and flips of training images, by sample position
   kLatent = 10,   // draws from a VAE posterior (cached mean and log-variance), by sample position
   kDropout = 11,  // dropout inside the model (LoRA adapters), by micro-batch
+  kClassImages = 12,  // DreamBooth class images generated before training, by image number
 };
 
 inline at::Generator make_generator(uint64_t seed, RngStream stream, uint64_t counter = 0) {

@@ -28,7 +28,14 @@ void add_data_keys(ConfigSchema& s) {
       .integer("data", "dataset_size", 1000000, "examples per epoch of the procedural shapes", 1)
       .string("data", "instance_prompt", "",
               "one caption for every training image (DreamBooth's instance prompt)")
-      .path("data", "class_data", "DreamBooth prior preservation: a folder of class images", true)
+      .path("data", "class_data",
+            "DreamBooth prior preservation: a folder of class images (created when "
+            "num_class_images asks for more than it holds)",
+            false)
+      .integer("data", "num_class_images", 0,
+               "with class_data: generate the class images the folder lacks with the base model "
+               "(class_prompt) before training, up to this many (0 = use what is there)",
+               0)
       .string("data", "class_prompt", "", "the caption of every class image")
       .real("data", "prior_loss_weight", 1.0, "loss weight of the class images", 0.0)
       .string("data", "caption_column", "",
@@ -62,6 +69,7 @@ DataOptions DataOptions::from_config(const Config& c) {
   o.instance_prompt = c.s("instance_prompt");
   o.class_data = c.s("class_data");
   o.class_prompt = c.s("class_prompt");
+  o.num_class_images = c.i("num_class_images");
   o.prior_loss_weight = c.f("prior_loss_weight");
   o.caption_column = c.s("caption_column");
   o.image_column = c.s("image_column");
@@ -79,6 +87,9 @@ DataOptions DataOptions::from_config(const Config& c) {
   o.workers = c.i("workers");
   o.prefetch = c.i("prefetch");
   if (o.data.empty()) user_error("--data: expected shapes, fashion-mnist or a path");
+  if (o.num_class_images > 0 && o.class_data.empty())
+    user_error("num_class_images {}: give class_data, the folder to hold the class images",
+               o.num_class_images);
   if (!o.class_data.empty() && o.class_prompt.empty())
     user_error("class_data '{}': give class_prompt, the caption of the class images", o.class_data);
   if (!o.val_data.empty() && !o.val_split.empty())

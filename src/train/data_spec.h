@@ -22,6 +22,7 @@ struct DataOptions {
   int64_t shapes_size = 1000000;
   std::string instance_prompt, class_data, class_prompt;
   double prior_loss_weight = 1.0;
+  int64_t num_class_images = 0;  // generate up to this many class images before training
   std::string caption_column, image_column = "image", caption_extension = ".txt";
   bool buckets = true;
   int64_t bucket_step = 0, bucket_min_side = 0, bucket_max_side = 0;  // 0: from the model

@@ -19,6 +19,7 @@
 #include "model/vae.h"
 #include "sample/pipeline.h"
 #include "text/cached_conditioner.h"
+#include "train/class_images.h"
 
 namespace fluxtrain {
 namespace fs = std::filesystem;
@@ -63,6 +64,11 @@ PrepareOptions PrepareOptions::from_config(const Config& c) {
   o.device = parse_device(c.s("device"));
   o.threads = c.i("threads");
   o.data = DataOptions::from_config(c);
+  if (o.data.num_class_images > count_class_images(o.data.class_data))
+    user_error(
+        "num_class_images {}: class_data {} holds {}; prepare does not generate class images "
+        "(it loads no transformer): run `fluxtrain train` with them first, or lower it",
+        o.data.num_class_images, o.data.class_data, count_class_images(o.data.class_data));
   o.resolution = c.i("resolution");
   o.out = c.s("out");
   if (o.out.empty()) user_error("--out: the cache folder to write");

@@ -12,6 +12,7 @@
 #include "model/flux_weights.h"
 #include "sample/model_files.h"
 #include "text/cached_conditioner.h"
+#include "train/class_images.h"
 #include "train/prompt_samples.h"
 
 namespace fluxtrain {
@@ -158,6 +159,10 @@ TrainParts build_train_parts(const TrainOptions& o) {
   p.resolution = o.resolution > 0 ? o.resolution : p.pipeline.preset.default_resolution;
   p.pipeline.check_resolution(p.resolution, p.resolution);
   p.dist = std::make_shared<SingleProcess>();
+  if (o.data.num_class_images > 0)
+    ensure_class_images(
+        p.pipeline, {o.data.class_data, o.data.class_prompt, o.data.num_class_images, p.resolution,
+                     o.sample_steps, o.seed});
 
   TrainData data =
       build_train_data(o.data, p.resolution, 2 * p.pipeline.preset.ae_factor, o.seed, o.batch_size,

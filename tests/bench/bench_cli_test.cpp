@@ -305,11 +305,9 @@ TEST(BenchCli, DataModeTimesDecodingCachedLatentsAndPrepare) {
 
 TEST(BenchCli, ShippedSweepsAreValidAndDryRunListsTheirPoints) {
   const std::string dir = std::string(FLUXTRAIN_SOURCE_DIR) + "/configs/bench/";
-  const std::vector<std::pair<std::string, int>> files = {{"minimal.yaml", 6},
-                                                          {"full.yaml", 42},
-                                                          {"gpu-train.yaml", 6},
-                                                          {"gpu-sample.yaml", 2},
-                                                          {"data.yaml", 8}};
+  const std::vector<std::pair<std::string, int>> files = {
+      {"minimal.yaml", 6}, {"full.yaml", 42},   {"gpu-train.yaml", 6}, {"gpu-sample.yaml", 2},
+      {"data.yaml", 8},    {"methods.yaml", 8}, {"gpu-lora.yaml", 2}};
   for (const auto& [file, points] : files) {
     auto r = run("bench --config " + dir + file + " --dry_run");
     ASSERT_EQ(r.code, 0) << file << ": " << r.out;
