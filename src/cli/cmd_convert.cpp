@@ -126,7 +126,8 @@ CheckpointTransformer checkpoint_transformer(const std::string& path, const std:
 // A .safetensors file of LoRA tensors (lora_A/B or lora_down/up keys) rather than a model.
 bool is_lora_file(const std::string& path) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return false;
+  // (a sharded model's .index.json is a model, and no safetensors file to open)
+  if (fs::path(path).extension() != ".safetensors" || !fs::is_regular_file(path, ec)) return false;
   const SafetensorsFile f(path);
   for (const auto& n : f.names())
     for (const char* k : {".lora_A.", ".lora_B.", ".lora_down.", ".lora_up."})
@@ -137,9 +138,10 @@ bool is_lora_file(const std::string& path) {
 // One LoRA file rewritten in another layout (the adapters' deltas unchanged).
 int convert_lora_file(const Config& cfg) {
   const std::string to = cfg.s("to");
+  if (to != "comfyui" && to != "diffusers" && to != "kohya")
+    user_error("--to: '{}' for a LoRA file ({}): expected comfyui, diffusers or kohya", to,
+               cfg.s("in"));
   const auto layouts = parse_lora_formats(to);
-  if (layouts.size() != 1)
-    user_error("--to: '{}' for a LoRA file: expected one of comfyui, diffusers, kohya", to);
   for (const char* k : {"lora", "weights", "max_shard_size"})
     if (cfg.is_set(k)) user_error("--{}: not for a LoRA file ({})", k, cfg.s("in"));
   const LoraWeights w = read_lora_file(cfg.s("in"));
@@ -153,14 +155,9 @@ int convert_lora_file(const Config& cfg) {
   if (cfg.s("dtype") == "fp16") dtype = torch::kHalf;
   const torch::ScalarType out_dtype = dtype ? *dtype : torch::kFloat;
   write_lora_file(cfg.s("out"), w, layouts[0], d, out_dtype);
-  for (const auto& g : lora_layout_gaps(
-           [&] {
-             std::vector<std::string> m;
-             for (const auto& x : w.modules) m.push_back(x.module);
-             return m;
-           }(),
-           layouts))
-    log_warn("{}", g);
+  std::vector<std::string> modules;
+  for (const auto& m : w.modules) modules.push_back(m.module);
+  for (const auto& g : lora_layout_gaps(modules, layouts)) log_warn("{}", g);
   std::printf("%s (%s) -> %s (%s): %zu adapted layers, %s\n", cfg.s("in").c_str(),
               fmt::format("{}", fmt::join(w.layouts, "+")).c_str(), cfg.s("out").c_str(),
               to.c_str(), w.modules.size(), safetensors_dtype_name(out_dtype).c_str());

@@ -33,11 +33,16 @@ torch::Tensor LoraAdapter::delta_weight() const {
   return scale * torch::matmul(up.to(torch::kFloat), down.to(torch::kFloat));
 }
 
+torch::Tensor adapted_weight(const torch::Tensor& weight, const torch::Tensor& delta,
+                             const torch::Tensor& magnitude) {
+  auto w = weight.to(torch::kFloat) + delta.to(torch::kFloat);
+  if (!magnitude.defined()) return w;
+  return w * (magnitude.to(torch::kFloat) / w.norm(2, {1})).unsqueeze(1);
+}
+
 torch::Tensor LoraAdapter::merged_weight(const torch::Tensor& weight) const {
   torch::NoGradGuard no_grad;
-  auto w = weight.to(torch::kFloat) + delta_weight();
-  if (magnitude.defined()) w = w * (magnitude.to(torch::kFloat) / w.norm(2, {1})).unsqueeze(1);
-  return w.to(weight.scalar_type());
+  return adapted_weight(weight, delta_weight(), magnitude).to(weight.scalar_type());
 }
 
 torch::Tensor LoraAdapter::forward(const torch::Tensor& x, const torch::Tensor& base_out,

@@ -45,5 +45,9 @@ class LoraAdapter : public LinearAdapter {
 
 // Per-output-row L2 norm of W + s B A in float32 ([out]): DoRA's n.
 torch::Tensor dora_weight_norm(const torch::Tensor& weight, const torch::Tensor& delta);
+// The adapted weight in float32: W + delta, or with a DoRA magnitude m [out]
+// m / ||W + delta||_row * (W + delta). (The one formula for adapters and merged files.)
+torch::Tensor adapted_weight(const torch::Tensor& weight, const torch::Tensor& delta,
+                             const torch::Tensor& magnitude);
 
 }  // namespace fluxtrain

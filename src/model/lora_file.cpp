@@ -447,8 +447,8 @@ LoraWeights lora_from_tensors(const NamedTensors& tensors,
     auto b = bfl.find(module);
     auto d = pieces.find(module);
     if (b != bfl.end() && d != pieces.end())
-      user_error("{}: adapters on '{}' in both BFL and diffusers names ({} and {})", origin, module,
-                 b->second.key, diffusers.begin()->second.key);
+      user_error("{}: adapters on '{}' in both BFL names ({}) and diffusers names", origin, module,
+                 b->second.key);
     w.modules.push_back(b != bfl.end() ? checked(origin, module, b->second)
                                        : fuse_pieces(origin, module, d->second));
   }

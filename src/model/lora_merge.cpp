@@ -30,13 +30,10 @@ int64_t merge_lora(NamedTensors& bfl, const LoraWeights& lora, double strength) 
       user_error("{}: the adapter on '{}' is for a [{}, {}] weight; the model's is {}", lora.origin,
                  m.module, m.up.size(0), m.down.size(1), shape_str(w.sizes()));
     const auto wf = w.to(torch::kFloat);
-    auto delta = m.delta().to(w.device());
-    if (m.magnitude.defined()) {
-      auto adapted = wf + delta;
-      adapted = adapted * (m.magnitude.to(w.device()) / dora_weight_norm(wf, delta)).unsqueeze(1);
-      delta = adapted - wf;
-    }
-    w.copy_((wf + strength * delta).to(w.scalar_type()));
+    const auto delta = m.delta().to(w.device());
+    const auto change =
+        m.magnitude.defined() ? adapted_weight(wf, delta, m.magnitude.to(w.device())) - wf : delta;
+    w.copy_((wf + strength * change).to(w.scalar_type()));
     ++merged;
   }
   return merged;

@@ -86,15 +86,24 @@ std::optional<std::string> from_underscored(
 
 }  // namespace
 
+// Each layout's name and the file a checkpoint holds for it.
+struct LayoutNames {
+  LoraLayout layout;
+  const char *name, *file;
+};
+constexpr LayoutNames kLayouts[] = {
+    {LoraLayout::kComfyUI, "comfyui", "lora_comfyui.safetensors"},
+    {LoraLayout::kDiffusers, "diffusers", "pytorch_lora_weights.safetensors"},
+    {LoraLayout::kKohya, "kohya", "lora_kohya.safetensors"}};
+
+const LayoutNames& names_of(LoraLayout layout) {
+  for (const auto& l : kLayouts)
+    if (l.layout == layout) return l;
+  return kLayouts[0];  // (every enumerator is in the table)
+}
+
 std::string lora_layout_name(LoraLayout layout) {
-  switch (layout) {
-    case LoraLayout::kComfyUI:
-      return "comfyui";
-    case LoraLayout::kDiffusers:
-      return "diffusers";
-    default:
-      return "kohya";
-  }
+  return names_of(layout).name;
 }
 
 std::vector<LoraLayout> parse_lora_formats(const std::string& value) {
@@ -109,16 +118,13 @@ std::vector<LoraLayout> parse_lora_formats(const std::string& value) {
     size_t end = value.find(',', start);
     if (end == std::string::npos) end = value.size();
     const std::string v = value.substr(start, end - start);
+    const LayoutNames* named = nullptr;
+    for (const auto& l : kLayouts)
+      if (v == l.name) named = &l;
     if (v == "all") {
-      add(LoraLayout::kComfyUI);
-      add(LoraLayout::kDiffusers);
-      add(LoraLayout::kKohya);
-    } else if (v == "comfyui") {
-      add(LoraLayout::kComfyUI);
-    } else if (v == "diffusers") {
-      add(LoraLayout::kDiffusers);
-    } else if (v == "kohya") {
-      add(LoraLayout::kKohya);
+      for (const auto& l : kLayouts) add(l.layout);
+    } else if (named) {
+      add(named->layout);
     } else {
       user_error("lora_format: '{}' (expected comfyui, diffusers, kohya or all, comma-separated)",
                  v);
@@ -129,14 +135,7 @@ std::vector<LoraLayout> parse_lora_formats(const std::string& value) {
 }
 
 std::string lora_file_name(LoraLayout layout) {
-  switch (layout) {
-    case LoraLayout::kComfyUI:
-      return "lora_comfyui.safetensors";
-    case LoraLayout::kDiffusers:
-      return "pytorch_lora_weights.safetensors";
-    default:
-      return "lora_kohya.safetensors";
-  }
+  return names_of(layout).file;
 }
 
 std::string kohya_lora_name(const std::string& bfl_module) {

@@ -18,8 +18,7 @@ namespace {
 
 std::map<std::string, LinearImpl*> linear_layers(FluxImpl& model) {
   std::map<std::string, LinearImpl*> out;
-  for (const auto& item : model.named_modules("", /*include_self=*/false))
-    if (auto* l = item.value()->as<LinearImpl>()) out[item.key()] = l;
+  for (const auto& [name, layer] : flux_linear_layers(model)) out[name] = layer;
   return out;
 }
 
@@ -36,16 +35,17 @@ bool in_preset(const std::string& preset, const std::string& name) {
 
 }  // namespace
 
-std::vector<std::string> flux_linear_names(FluxImpl& model) {
-  std::vector<std::string> out;
+std::vector<std::pair<std::string, LinearImpl*>> flux_linear_layers(FluxImpl& model) {
+  std::vector<std::pair<std::string, LinearImpl*>> out;
   for (const auto& item : model.named_modules("", /*include_self=*/false))
-    if (item.value()->as<LinearImpl>()) out.push_back(item.key());
+    if (auto* l = item.value()->as<LinearImpl>()) out.emplace_back(item.key(), l);
   return out;
 }
 
 std::vector<std::string> lora_target_layers(FluxImpl& model,
                                             const std::vector<std::string>& targets) {
-  const auto names = flux_linear_names(model);
+  std::vector<std::string> names;
+  for (const auto& [name, layer] : flux_linear_layers(model)) names.push_back(name);
   std::set<std::string> chosen;
   std::vector<std::string> patterns;
   for (const auto& t : targets) {

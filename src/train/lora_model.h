@@ -13,8 +13,8 @@
 
 namespace fluxtrain {
 
-// The BFL names of the linear layers of `model`, in registration order.
-std::vector<std::string> flux_linear_names(FluxImpl& model);
+// The linear layers of `model` by BFL name, in registration order.
+std::vector<std::pair<std::string, LinearImpl*>> flux_linear_layers(FluxImpl& model);
 // The linear layers `targets` select: presets
 //   attn      double blocks' img/txt attention qkv and proj; single blocks' linear1 and linear2
 //             (the single blocks' attention is fused with their MLP in those two layers)
@@ -52,6 +52,7 @@ class LoraFineTune : public TrainedModel {
   void load_averaged(const SafetensorsFile& file) override { load_checkpoint(file); }
   std::string describe() const override;
   std::map<std::string, ExportFile> export_files(int64_t step) const override;
+  bool has_export_files() const override { return true; }
   void begin_micro_batch(uint64_t counter) override;
 
   // The adapters as they are now (float32 copies on the CPU).

@@ -66,7 +66,7 @@ void AdamW::zero_grad() {
 }
 
 AdamW::Named AdamW::state_tensors() const {
-  Named out;
+  Named out;  // (handles sharing the state's storage: load_state copies into them)
   for (size_t i = 0; i < params_.size(); ++i) {
     const std::string& n = params_[i].first;
     if (exp_avg_[i].defined()) {
@@ -85,32 +85,17 @@ AdamW::Named AdamW::state_tensors() const {
 void AdamW::load_state(const std::function<torch::Tensor(const std::string&)>& get, int64_t steps,
                        const std::string& origin) {
   torch::NoGradGuard no_grad;
-  std::vector<std::pair<std::string, torch::Tensor*>> slots;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const std::string& n = params_[i].first;
-    if (exp_avg_[i].defined()) {
-      slots.emplace_back("exp_avg." + n, &exp_avg_[i]);
-      slots.emplace_back("exp_avg_sq." + n, &exp_avg_sq_[i]);
-    } else {
-      slots.emplace_back("exp_avg." + n + ".q8", &exp_avg_q_[i].codes);
-      slots.emplace_back("exp_avg." + n + ".absmax", &exp_avg_q_[i].absmax);
-      slots.emplace_back("exp_avg_sq." + n + ".q8", &exp_avg_sq_q_[i].codes);
-      slots.emplace_back("exp_avg_sq." + n + ".absmax", &exp_avg_sq_q_[i].absmax);
-    }
-  }
-  {
-    for (auto& [name, dst] : slots) {
-      auto t = get(name);
-      if (!t.defined())
-        user_error(
-            "{}: optimizer state '{}' is missing (optimizer_state differs from the run "
-            "that wrote it?)",
-            origin, name);
-      if (t.sizes() != dst->sizes())
-        user_error("{}: optimizer state '{}' has shape {}, expected {}", origin, name,
-                   shape_str(t.sizes()), shape_str(dst->sizes()));
-      dst->copy_(t.to(dst->device(), dst->scalar_type()));
-    }
+  for (auto& [name, dst] : state_tensors()) {
+    auto t = get(name);
+    if (!t.defined())
+      user_error(
+          "{}: optimizer state '{}' is missing (optimizer_state differs from the run that "
+          "wrote it?)",
+          origin, name);
+    if (t.sizes() != dst.sizes())
+      user_error("{}: optimizer state '{}' has shape {}, expected {}", origin, name,
+                 shape_str(t.sizes()), shape_str(dst.sizes()));
+    dst.copy_(t.to(dst.device(), dst.scalar_type()));
   }
   step_ = steps;
 }

@@ -54,6 +54,7 @@ class TrainedModel {
     std::map<std::string, std::string> metadata;
   };
   virtual std::map<std::string, ExportFile> export_files(int64_t step) const { return {}; }
+  virtual bool has_export_files() const { return false; }
   // Called before each training micro-batch's forward (counter = step x grad_accum + micro): a
   // method with dropout seeds the device's default generator, which it draws from, so that the
   // masks depend on (seed, counter) only and a resumed run draws the same ones.

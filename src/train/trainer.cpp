@@ -304,10 +304,12 @@ void Trainer::save(const std::string& dir) {
   // The files users load (a LoRA's layouts), from the averaged weights when there is an EMA.
   std::map<std::string, TrainedModel::ExportFile> exports;
   auto gather = [&] { exports = p_.model->export_files(state_.step); };
-  if (p_.ema)
-    p_.ema->with_averaged_weights(gather);
-  else
-    gather();
+  if (p_.model->has_export_files()) {  // (no EMA swap in and out for a method without any)
+    if (p_.ema)
+      p_.ema->with_averaged_weights(gather);
+    else
+      gather();
+  }
   std::map<std::string, std::map<std::string, std::string>> metadata;
   for (auto& [name, f] : exports) {
     files[name] = std::move(f.tensors);

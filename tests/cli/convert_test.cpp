@@ -99,6 +99,10 @@ TEST(ConvertCli, DtypeAndShardSize) {
     }
   EXPECT_GT(shards.size(), 3u);
   for (const auto& [name, t] : bytes) EXPECT_EQ(t.first, "BF16") << name;
+  // A sharded model named by its index file converts too (it is no LoRA file to open).
+  r = run("convert --in " + index.string() + " --out " + (dir / "from-index.safetensors").string() +
+          " --to bfl");
+  ASSERT_EQ(r.code, 0) << r.out;
   // Back to fp32 BFL: the bf16 values, widened.
   r = run("convert --in " + (dir / "bf16").string() + " --out " +
           (dir / "back.safetensors").string() + " --to bfl --dtype fp32");

@@ -106,10 +106,6 @@ TEST(Lora, TrainsAdaptersOnlyAndSavesEveryLayoutWithTheSameDeltas) {
       EXPECT_TRUE(torch::allclose(o->delta(), m.delta(), 1e-5, 1e-6)) << file << " " << m.module;
     }
   }
-  // diffusers' kohya converter would drop the embedders' adapters: the run warned about it only
-  // if it wrote kohya without diffusers (it wrote all three: no warning).
-  EXPECT_EQ(fs::file_size(step / "lora_kohya.safetensors") > 0, true);
-
   // The run's checkpoint merged by convert = the base + each delta; `sample --model --lora`
   // with the kohya file merges the same weights: the same pixels.
   const auto base = read_flux_tensors_bfl(base_w, torch::kFloat);
@@ -155,6 +151,12 @@ TEST(Lora, TrainsAdaptersOnlyAndSavesEveryLayoutWithTheSameDeltas) {
   EXPECT_EQ(dw.layouts, std::vector<std::string>{"diffusers"});
   for (const auto& m : saved.modules)
     EXPECT_TRUE(torch::allclose(dw.find(m.module)->delta(), m.delta(), 1e-5, 1e-6)) << m.module;
+  auto bad = run_fluxtrain("convert --in " + d + " --out " + (tmp / "x.safetensors") + " --to bfl");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(
+      bad.out.find("--to: 'bfl' for a LoRA file (" + d + "): expected comfyui, diffusers or kohya"),
+      std::string::npos)
+      << bad.out;
 }
 
 TEST(Lora, ResumeIsBitIdenticalWithDropoutUnderCheckpointing) {

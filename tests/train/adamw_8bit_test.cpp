@@ -117,6 +117,29 @@ TEST(AdamW8bit, TracksFp32AdamWOnASmallProblem) {
   EXPECT_EQ(st.count("exp_avg.w"), 0u);
 }
 
+TEST(AdamW8bit, UpdatesFromTheFp32MomentsAndStoresThemQuantised) {
+  // Step 1 starts from zero moments (exact in 8 bits) and updates from the fp32 moments before
+  // they are stored: the same step as fp32 AdamW, bit for bit. Step 2 starts from the stored,
+  // quantised moments: their dequantised values are what fp32 would hold, rounded to the map.
+  const Problem pr;
+  AdamWOptions fp32, q8;
+  q8.state_8bit = true;
+  auto p32 = fresh_params(), p8 = fresh_params();
+  AdamW a32(p32, fp32), a8(p8, q8);
+  pr.loss_and_grad(p32[0].second, p32[1].second);
+  pr.loss_and_grad(p8[0].second, p8[1].second);
+  a32.step(1e-2);
+  a8.step(1e-2);
+  EXPECT_TRUE(torch::equal(p8[0].second, p32[0].second));
+  std::map<std::string, torch::Tensor> s32, s8;
+  for (auto& [n, t] : a32.state_tensors()) s32[n] = t;
+  for (auto& [n, t] : a8.state_tensors()) s8[n] = t;
+  BlockQuantized m(std::vector<int64_t>{64, 80}, torch::kCPU, 256, true);
+  m.assign(s32.at("exp_avg.w"));
+  EXPECT_TRUE(torch::equal(s8.at("exp_avg.w.q8"), m.codes));
+  EXPECT_TRUE(torch::equal(s8.at("exp_avg.w.absmax"), m.absmax));
+}
+
 TEST(AdamW8bit, ResumesFromSavedStateBitIdentically) {
   const Problem pr;
   AdamWOptions q8;
