@@ -44,9 +44,15 @@ cmake --build build-cuda -j "$(nproc)"
 # sweep (e.g. BENCH_TRAIN_FLAGS="--batch_size 1,2") come from the environment.
 build-cuda/fluxtrain bench --config configs/bench/gpu-train.yaml --output_dir "$OUT" \
   --name bench-train ${BENCH_TRAIN_FLAGS:-} || echo "training bench failed (see the log above)"
-# Issue 11: LoRA rank 16 on a bf16 base, and a full fine-tune with 8-bit AdamW + checkpointing.
+# Issue 11: LoRA rank 16 on a bf16 / int8 / fp8 base; a ControlNet (2 + 4 blocks) on an int8 base
+# with 8-bit AdamW; a full fine-tune with 8-bit AdamW + checkpointing, with and without the step
+# inside backward. Each run's summary.json holds its memory plan beside the measured peak.
 build-cuda/fluxtrain bench --config configs/bench/gpu-lora.yaml --output_dir "$OUT" \
   --name bench-lora || echo "LoRA bench failed (see the log above)"
+build-cuda/fluxtrain bench --config configs/bench/gpu-controlnet.yaml --output_dir "$OUT" \
+  --name bench-controlnet || echo "ControlNet bench failed (see the log above)"
+build-cuda/fluxtrain bench --config configs/bench/gpu-finetune.yaml --output_dir "$OUT" \
+  --name bench-finetune || echo "fine-tune bench failed (see the log above)"
 
 # Side-by-side reference (docs/benchmarks.md, "Reference: plain PyTorch"): the same training step
 # in plain PyTorch (bench/reference/flux_step.py), eager and torch.compile, on this GPU with the

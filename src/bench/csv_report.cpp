@@ -20,6 +20,7 @@ static std::vector<std::string> figure_columns(const std::string& mode) {
           "mfu",
           "peak_memory_gib",
           "peak_memory_kind",
+          "predicted_peak_gib",
           "cost_per_1k_images"};
 }
 
@@ -52,7 +53,11 @@ std::vector<std::vector<std::string>> csv_rows(const BenchResults& results) {
             f.peak_memory_bytes
                 ? fmt::format("{:.3f}", static_cast<double>(*f.peak_memory_bytes) / (1ull << 30))
                 : std::string(),
-            f.peak_memory_kind, opt(f.cost_per_1k_images)})
+            f.peak_memory_kind,
+            f.predicted_peak_bytes
+                ? fmt::format("{:.3f}", static_cast<double>(*f.predicted_peak_bytes) / (1ull << 30))
+                : std::string(),
+            opt(f.cost_per_1k_images)})
         row.push_back(v);
     } else {
       for (size_t i = 0; i < figure_columns(results.spec.mode).size(); ++i) row.emplace_back();

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/strings.h"
 #include "core/torch_compat.h"
 
 namespace fluxtrain {
@@ -29,13 +30,6 @@ static std::string command_output(const std::string& cmd) {
   return status == 0 ? out : "";
 }
 
-static std::string trim(std::string s) {
-  const auto a = s.find_first_not_of(" \t\r\n");
-  if (a == std::string::npos) return "";
-  const auto b = s.find_last_not_of(" \t\r\n");
-  return s.substr(a, b - a + 1);
-}
-
 std::vector<GpuInfo> parse_nvidia_smi_gpus(const std::string& csv) {
   std::vector<GpuInfo> gpus;
   std::istringstream in(csv);
@@ -44,7 +38,7 @@ std::vector<GpuInfo> parse_nvidia_smi_gpus(const std::string& csv) {
     std::vector<std::string> f;
     std::stringstream ls(line);
     std::string field;
-    while (std::getline(ls, field, ',')) f.push_back(trim(field));
+    while (std::getline(ls, field, ',')) f.push_back(trim_whitespace(field));
     if (f.size() < 4 || f[0].empty()) continue;
     GpuInfo g;
     try {
@@ -80,7 +74,7 @@ Environment collect_environment() {
   std::string line;
   while (std::getline(cpu, line))
     if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
-      e.cpu_model = trim(line.substr(line.find(':') + 1));
+      e.cpu_model = trim_whitespace(line.substr(line.find(':') + 1));
       break;
     }
   e.cpu_cores = std::thread::hardware_concurrency();
@@ -121,7 +115,7 @@ std::string Environment::device_name(const std::string& description) const {
       std::vector<std::string> ids;
       std::stringstream ss(vis);
       std::string id;
-      while (std::getline(ss, id, ',')) ids.push_back(trim(id));
+      while (std::getline(ss, id, ',')) ids.push_back(trim_whitespace(id));
       if (index < static_cast<int>(ids.size()) && !ids[index].empty() &&
           std::isdigit(static_cast<unsigned char>(ids[index][0])))
         index = std::atoi(ids[index].c_str());

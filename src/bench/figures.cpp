@@ -52,7 +52,8 @@ nlohmann::json PointFigures::to_json() const {
           {"cost_per_1k_images", opt(cost_per_1k_images)},
           {"peak_memory_bytes", opt(peak_memory_bytes)},
           {"peak_memory_kind", peak_memory_kind},
-          {"cuda_peak_reserved_bytes", opt(cuda_peak_reserved_bytes)}};
+          {"cuda_peak_reserved_bytes", opt(cuda_peak_reserved_bytes)},
+          {"predicted_peak_bytes", opt(predicted_peak_bytes)}};
 }
 
 }  // namespace fluxtrain

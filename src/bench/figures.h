@@ -36,6 +36,7 @@ struct PointFigures {
   std::optional<int64_t> peak_memory_bytes;
   std::string peak_memory_kind;  // "cuda_allocated" | "rss"
   std::optional<int64_t> cuda_peak_reserved_bytes;
+  std::optional<int64_t> predicted_peak_bytes;  // the run's memory plan (train/memory_plan.h)
 
   nlohmann::json to_json() const;
 };

@@ -188,7 +188,7 @@ li { font-size: 13px; margin: 2px 0; }
   h += fmt::format(
       "<th>images/s per device</th><th>{0} ms mean</th><th>{0} ms p50</th><th>{0} ms p90</th>"
       "<th>{0} ms p99</th><th>tokens/s</th><th>TFLOP/s</th><th>MFU</th><th>peak memory</th>"
-      "<th>$ per 1k images</th></tr>\n",
+      "<th>predicted</th><th>$ per 1k images</th></tr>\n",
       t);
   for (const auto& p : r.points) {
     h += fmt::format("<tr class=\"{}\"><td class=\"name\">{}</td><td class=\"l\">{}</td>",
@@ -198,16 +198,17 @@ li { font-size: 13px; margin: 2px 0; }
       const auto& f = *p.figures;
       h += fmt::format(
           "<td>{:.4g}</td><td>{:.1f}</td><td>{:.1f}</td><td>{:.1f}</td><td>{:.1f}</td>"
-          "<td>{:.4g}</td><td>{:.3g}</td><td>{}</td><td>{}</td><td>{}</td>",
+          "<td>{:.4g}</td><td>{:.3g}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
           f.images_per_s_per_device, f.time_ms.mean, f.time_ms.p50, f.time_ms.p90, f.time_ms.p99,
           f.tokens_per_s, f.model_tflops,
           f.mfu ? fmt::format("{:.1f} %", 100 * *f.mfu) : "\xe2\x80\x94",
           f.peak_memory_bytes
               ? gib(*f.peak_memory_bytes) + (f.peak_memory_kind == "rss" ? " (RSS)" : "")
               : "\xe2\x80\x94",
+          f.predicted_peak_bytes ? gib(*f.predicted_peak_bytes) : "\xe2\x80\x94",
           fmt_opt(f.cost_per_1k_images, "{:.4g}"));
     } else {
-      for (int i = 0; i < 10; ++i) h += "<td></td>";
+      for (int i = 0; i < 11; ++i) h += "<td></td>";
     }
     h += "</tr>\n";
   }
@@ -223,7 +224,9 @@ li { font-size: 13px; margin: 2px 0; }
       "(warm-up excluded). "
       "TFLOP/s counts model FLOPs: {1}. MFU = TFLOP/s / peak ({2}). Peak memory is the CUDA "
       "caching allocator's "
-      "allocated peak on a GPU and the peak resident set (RSS) on a CPU. Details: "
+      "allocated peak on a GPU and the peak resident set (RSS) on a CPU; predicted is the "
+      "run's memory plan (arithmetic over the shapes, without the process's own libraries). "
+      "Details: "
       "docs/benchmarks.md.</p>\n",
       train ? "step" : "generation",
       train ? "3 \xc3\x97 the forward pass per image (DESIGN \xc2\xa7"

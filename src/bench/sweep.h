@@ -58,8 +58,8 @@ struct PendingKey {
   bool in_run_schema = false;          // the run command takes the key (for its built values)
   bool is_not_built(const std::string& value) const;
 };
-// For "train" (method: controlnet not built yet) and "sample" (none); a key whose every value is
-// built is left out.
+// For "train" (blocks_to_swap: block swap not built yet) and "sample" (none); a key whose every
+// value is built is left out.
 std::vector<PendingKey> pending_keys(const std::string& mode);
 
 struct SweepAxis {

@@ -12,6 +12,7 @@
 
 #include "bench/flops.h"
 #include "core/errors.h"
+#include "core/strings.h"
 #include "model/presets.h"
 
 namespace fluxtrain {
@@ -55,17 +56,11 @@ bool is_out_of_memory_text(const std::string& text) {
   return false;
 }
 
-static std::string trim(const std::string& s) {
-  const auto a = s.find_first_not_of(" \t\r\n");
-  if (a == std::string::npos) return "";
-  return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
-}
-
 std::string last_error_line(const std::string& log_text) {
   std::istringstream in(log_text);
   std::string line, last, last_error;
   while (std::getline(in, line)) {
-    line = trim(line);
+    line = trim_whitespace(line);
     if (line.empty() || line[0] == '#') continue;  // '#': our own header line
     last = line;
     const std::string l = lower(line);
@@ -99,7 +94,7 @@ std::vector<double> measured_step_ms(const std::string& metrics_jsonl, int64_t w
   std::vector<std::pair<int64_t, double>> rows;
   std::string line;
   while (std::getline(in, line)) {
-    if (trim(line).empty()) continue;
+    if (trim_whitespace(line).empty()) continue;
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) continue;  // a line cut short by a crash
     if (j.value("type", "") != "train" || !j.contains("step_ms")) continue;
@@ -212,6 +207,8 @@ PointResult run_train_point(const SweepSpec& spec, const SweepPoint& point, cons
     r.figures->peak_memory_bytes = summary["peak_rss_bytes"].get<int64_t>();
     r.figures->peak_memory_kind = "rss";
   }
+  if (summary.contains("predicted_peak_bytes"))
+    r.figures->predicted_peak_bytes = summary["predicted_peak_bytes"].get<int64_t>();
   // profile_steps: profile.txt and profile.csv next to the point's output.log.
   if (fs::exists(fs::path(run_dir) / "profile.txt")) {
     std::error_code ec;

@@ -21,6 +21,7 @@
 #include "model/t5.h"
 #include "model/vae.h"
 #include "sample/model_files.h"
+#include "train/memory_plan.h"
 #include "train/resume.h"
 #include "train/trained_model.h"
 
@@ -63,6 +64,28 @@ int cmd_info(const Args& args) {
             true)
       .choice("model", "dtype", "auto", {"auto", "fp32", "bf16"},
               "weight dtype shown and used for memory (auto: bf16 for flux-*, fp32 for tiny)");
+  // The memory plan's keys: train's, with the same names and defaults.
+  schema.choice("plan", "method", "full", {"full", "lora", "controlnet"}, "training method")
+      .choice("plan", "device", "cuda", {"cuda", "cpu"},
+              "the device the plan is for (cpu: libtorch's math attention keeps its "
+              "probabilities)")
+      .integer("plan", "resolution", 0, "training image side in pixels (0: the preset's)", 0)
+      .integer("plan", "batch_size", 1, "images per step", 1)
+      .integer("plan", "lora_rank", 16, "rank of each adapter", 1)
+      .list("plan", "lora_targets", "the layers with adapters (attn, attn_mlp, blocks, all, names)")
+      .boolean("plan", "use_dora", false, "DoRA adapters")
+      .integer("plan", "controlnet_double_blocks", 2, "the ControlNet's double blocks", 0)
+      .integer("plan", "controlnet_single_blocks", 4, "the ControlNet's single blocks", 0)
+      .choice("plan", "base_weights", "dense", {"dense", "int8", "fp8"}, "frozen base storage")
+      .choice("plan", "optimizer_state", "fp32", {"fp32", "bf16", "int8"}, "AdamW moments")
+      .integer("plan", "optimizer_block_size", 256, "values per 8-bit block", 64)
+      .boolean("plan", "gradient_checkpointing", false, "activation checkpointing")
+      .integer("plan", "gradient_checkpointing_every", 1, "checkpoint one block in k", 1)
+      .boolean("plan", "optimizer_in_backward", false, "the optimizer step inside backward")
+      .real("plan", "ema_decay", 0.0, "EMA of the trainable weights (0: none)", 0.0)
+      .boolean("plan", "ema_on_cpu", false, "the EMA in CPU memory")
+      .choice("plan", "precision", "auto", {"auto", "fp32", "bf16"},
+              "compute dtype (auto: bf16 on cuda, fp32 on the cpu)");
   Config cfg(schema);
   if (!parse_args(cfg, args)) {
     std::printf("usage: fluxtrain info [--model NAME|PATH | --checkpoint DIR]\n%s",
@@ -168,14 +191,36 @@ int cmd_info(const Args& args) {
   }
   std::printf("%-16s %8s %18s %18s\n", "total", "", format_thousands(total).c_str(),
               format_thousands(total_trainable).c_str());
-  const double gib = 1024.0 * 1024.0 * 1024.0;
-  const double wbytes = dtype == "bf16" ? 2 : 4;
-  std::printf(
-      "memory for training with AdamW: weights %.2f GiB (%s) + gradients %.2f GiB + "
-      "optimizer state %.2f GiB (2 x fp32, trained parameters only) = %.2f GiB before "
-      "activations\n",
-      total * wbytes / gib, dtype_label.c_str(), total_trainable * wbytes / gib,
-      total_trainable * 8.0 / gib, (total * wbytes + total_trainable * (wbytes + 8.0)) / gib);
+  // The memory plan for training this model with the plan keys.
+  TrainOptions o;
+  o.method = cfg.s("method");
+  o.device =
+      cfg.s("device") == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  o.weights = parse_precision(dtype);
+  o.precision = cfg.s("precision") != "auto" ? parse_precision(cfg.s("precision"))
+                : o.device.is_cuda()         ? torch::kBFloat16
+                                             : torch::kFloat;
+  o.resolution = cfg.i("resolution") > 0 ? cfg.i("resolution") : preset.default_resolution;
+  o.batch_size = cfg.i("batch_size");
+  o.train_blocks = train_blocks;
+  o.lora.adapter.rank = cfg.i("lora_rank");
+  o.lora.adapter.dora = cfg.b("use_dora");
+  if (!cfg.list("lora_targets").empty()) o.lora.targets = cfg.list("lora_targets");
+  o.controlnet.double_blocks = cfg.i("controlnet_double_blocks");
+  o.controlnet.single_blocks = cfg.i("controlnet_single_blocks");
+  o.base_weights = parse_base_weights(cfg.s("base_weights"));
+  o.adamw.state_8bit = cfg.s("optimizer_state") == "int8";
+  o.adamw.state_dtype = cfg.s("optimizer_state") == "bf16" ? torch::kBFloat16 : torch::kFloat;
+  o.adamw.block_size = cfg.i("optimizer_block_size");
+  o.gradient_checkpointing = cfg.b("gradient_checkpointing");
+  o.gradient_checkpointing_every = cfg.i("gradient_checkpointing_every");
+  o.optimizer_in_backward = cfg.b("optimizer_in_backward");
+  o.ema_decay = cfg.f("ema_decay");
+  o.ema_on_cpu = cfg.b("ema_on_cpu");
+  const int64_t side = o.resolution / (2 * preset.ae_factor);  // latent pixels, patches of 2
+  std::printf("%s", format_memory_plan(
+                        plan_training_memory(o, preset.flux, side * side, preset.max_text_tokens))
+                        .c_str());
   return 0;
 }
 

@@ -9,10 +9,12 @@
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/device.h"
+#include "core/dtype_scope.h"
 #include "core/errors.h"
 #include "core/log.h"
 #include "io/checkpoint.h"
 #include "io/image.h"
+#include "model/controlnet.h"
 #include "model/weights.h"
 #include "sample/flux_model.h"
 #include "sample/model_files.h"
@@ -35,6 +37,15 @@ static ConfigSchema sample_schema() {
   s.list("input", "lora",
          "LoRA files merged into the transformer, FILE or FILE:strength (diffusers, kohya or "
          "ComfyUI layout, from fluxtrain or other trainers); give --lora again to stack several")
+      .path("input", "controlnet",
+            "a FLUX ControlNet: a diffusers controlnet/ directory (config.json + "
+            "diffusion_pytorch_model.safetensors) or a controlnet run's checkpoint",
+            true)
+      .path("input", "control_image", "the ControlNet's control image (PNG, JPEG, WebP, BMP)", true)
+      .boolean("input", "control_canny", false,
+               "use the Canny edges of control_image (thresholds 100/200, blur 1.4) instead of it")
+      .real("input", "controlnet_scale", 1.0,
+            "ControlNet conditioning scale (diffusers' controlnet_conditioning_scale)", 0.0)
       .string("input", "prompt", "",
               "the prompt (more through prompts_file); --prompt \"\" samples unconditionally")
       .path("input", "prompts_file", "text file with one prompt per line", true)
@@ -128,6 +139,43 @@ void apply_sampling_flags(const Config& cfg, SampleOptions& o) {
   if (cfg.s("shift") != "auto") o.shift = cfg.s("shift") == "on";
 }
 
+// The ControlNet flags: `net` is the run's own ControlNet (a controlnet checkpoint) or null;
+// --controlnet DIR loads one into `owned`. `encode` gives a control image's tokens for the
+// output size. Sets o.controlnet, o.control_tokens and o.controlnet_scale.
+void apply_controlnet_flags(
+    const Config& cfg, FluxControlNetImpl* net, FluxControlNet& owned, torch::Device device,
+    torch::ScalarType dtype,
+    const std::function<torch::Tensor(const torch::Tensor& hwc, bool canny)>& encode,
+    SampleOptions& o) {
+  if (!cfg.s("controlnet").empty()) {
+    if (net)
+      user_error("--controlnet: checkpoint '{}' is a ControlNet run and brings its own",
+                 cfg.s("checkpoint"));
+    const ControlNetFiles files = inspect_controlnet(cfg.s("controlnet"));
+    {
+      DefaultDtypeScope scope(dtype);
+      owned = FluxControlNet(files.params, files.params.depth, files.params.depth_single_blocks);
+    }
+    load_controlnet(*owned, files);
+    owned->to(device);
+    owned->eval();
+    net = owned.get();
+  }
+  if (!net) {
+    if (!cfg.s("control_image").empty())
+      user_error("--control_image: give --controlnet (or a controlnet run's --checkpoint)");
+    return;
+  }
+  if (cfg.s("control_image").empty())
+    user_error("a ControlNet needs --control_image FILE (its control image)");
+  o.controlnet = net;
+  o.control_tokens = encode(read_image(cfg.s("control_image")), cfg.b("control_canny"));
+  o.controlnet_scale = cfg.f("controlnet_scale");
+  log_info("controlnet: {} double + {} single blocks, scale {}, control image {}{}",
+           net->params.depth, net->params.depth_single_blocks, o.controlnet_scale,
+           cfg.s("control_image"), cfg.b("control_canny") ? " (its Canny edges)" : "");
+}
+
 torch::ScalarType weights_dtype(const Config& cfg, const torch::Device& device) {
   return cfg.s("dtype") == "auto" ? (device.is_cuda() ? torch::kBFloat16 : torch::kFloat)
                                   : parse_precision(cfg.s("dtype"));
@@ -202,6 +250,14 @@ int sample_checkpoint(const Config& cfg, const std::vector<std::string>& prompts
   apply_sampling_flags(cfg, o);
   o.precision = cfg.is_set("precision") ? parse_precision(cfg.s("precision")) : dtype;
   pipe.check_resolution(o.height, o.width);
+  FluxControlNet owned_controlnet{nullptr};
+  if (model->controlnet()) model->controlnet()->eval();
+  apply_controlnet_flags(
+      cfg, model->controlnet(), owned_controlnet, pipe.device, dtype,
+      [&](const torch::Tensor& hwc, bool canny) {
+        return control_image_tokens(*pipe.autoencoder, hwc, o.height, o.width, canny, pipe.device);
+      },
+      o);
   log_info("checkpoint {} (model {}, step {}{}): {} steps, cfg scale {}, {}x{}", dir,
            ckpt.state.model, ckpt.state.step, ema ? ", EMA weights" : "", o.steps, o.cfg_scale,
            o.width, o.height);
@@ -240,6 +296,13 @@ int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
   SampleOptions o = model.default_options();
   apply_sampling_flags(cfg, o);
   model.check_resolution(o.height, o.width);
+  FluxControlNet owned_controlnet{nullptr};
+  apply_controlnet_flags(
+      cfg, nullptr, owned_controlnet, mo.device, mo.dtype,
+      [&](const torch::Tensor& hwc, bool canny) {
+        return model.control_tokens(hwc, o.height, o.width, canny);
+      },
+      o);
   log_info("model {} ({}, {} parameters, {} layout): {} steps, guidance {}, shift {}, {}x{}",
            cfg.s("model").empty() ? files.transformer : cfg.s("model"), model.preset().name,
            model.transformer_weights().num_params,

@@ -17,6 +17,9 @@ constexpr int64_t kValidationTimesteps = 8;
 
 struct Example {
   torch::Tensor image;  // [3, H, W] float32 in [-1, 1] (undefined for cached latents)
+  // The ControlNet's control image for `image`, [3, H, W] float32 in [-1, 1], transformed with it
+  // (data/control_images.h); undefined when the run has none.
+  torch::Tensor control_image;
   // From a latent cache (`fluxtrain prepare`), in the dtype it stores: the VAE posterior's mean
   // and log-variance [C, h, w], the T5 tokens [T, ctx] and CLIP vector [vec] of the caption;
   // undefined otherwise.

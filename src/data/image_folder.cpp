@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/errors.h"
+#include "core/strings.h"
 #include "io/files.h"
 #include "io/tar.h"
 
@@ -44,9 +45,7 @@ std::string resolve_inside(const fs::path& root, const std::string& relative, st
 std::string read_caption_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto a = text.find_first_not_of(" \t\r\n");
-  if (a == std::string::npos) return "";
-  return text.substr(a, text.find_last_not_of(" \t\r\n") - a + 1);
+  return trim_whitespace(text);
 }
 
 }  // namespace

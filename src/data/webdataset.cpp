@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/errors.h"
+#include "core/strings.h"
 #include "data/image_folder.h"
 #include "io/files.h"
 
@@ -74,9 +75,7 @@ WebDatasetSource::WebDatasetSource(const std::vector<std::string>& shards,
           const auto j = nlohmann::json::parse(text, nullptr, false);
           if (j.is_object()) caption = metadata_caption(j, caption_column);
         } else {
-          const auto a = text.find_first_not_of(" \t\r\n");
-          if (a != std::string::npos)
-            caption = text.substr(a, text.find_last_not_of(" \t\r\n") - a + 1);
+          caption = trim_whitespace(text);
         }
         if (!caption.empty()) break;
       }

@@ -149,9 +149,15 @@ bool recover_aside(const std::string& dir) {
 void save_checkpoint_dir(
     const std::string& dir_in,
     const std::map<std::string, std::vector<std::pair<std::string, torch::Tensor>>>& files,
-    const json& state, const std::map<std::string, std::map<std::string, std::string>>& metadata) {
+    const json& state, const std::map<std::string, std::map<std::string, std::string>>& metadata,
+    const std::map<std::string, std::string>& texts) {
   const std::string dir = strip_slashes(dir_in);
   for (const auto& kv : files) check_file_name(dir, kv.first);
+  for (const auto& kv : texts) {
+    check_file_name(dir, kv.first);
+    if (files.count(kv.first))
+      user_error("checkpoint '{}': file name '{}' given twice", dir, kv.first);
+  }
   const std::string parent = parent_dir(dir);
   std::error_code ec;
   fs::create_directories(parent, ec);
@@ -170,10 +176,19 @@ void save_checkpoint_dir(
                             m == metadata.end() ? std::map<std::string, std::string>{} : m->second);
       listed[name] = {{"bytes", d.bytes}, {"xxh64", hex64(d.xxh64)}};
     }
+    json listed_texts = json::object();
+    for (const auto& [name, text] : texts) {
+      OutFile f((fs::path(tmp) / name).string());
+      f.write(text.data(), text.size());
+      f.sync();
+      f.close();
+      listed_texts[name] = {{"bytes", text.size()}};
+    }
     json manifest = {{"format", kCheckpointFormat},
                      {"version", kCheckpointVersion},
                      {"files", listed},
                      {"state", state}};
+    if (!texts.empty()) manifest["texts"] = listed_texts;
     std::string text = manifest.dump(2) + "\n";
     OutFile out((fs::path(tmp) / "manifest.json").string());
     out.write(text.data(), text.size());

@@ -25,12 +25,15 @@ constexpr int kCheckpointVersion = 1;
 // `<dir>.old-<pid>-<random>` first and deleted only once the new one is in place, so a complete
 // checkpoint exists at every moment (load_checkpoint_dir recovers the aside copy after a crash).
 // File names must be plain names (no '/'), not manifest.json. `metadata` gives a file's
-// safetensors __metadata__ (by file name; none for the others).
+// safetensors __metadata__ (by file name; none for the others). `texts` are text files written
+// beside them (a ControlNet's config.json, for the programs that load the directory), listed in
+// the manifest under "texts" with their sizes.
 void save_checkpoint_dir(
     const std::string& dir,
     const std::map<std::string, std::vector<std::pair<std::string, torch::Tensor>>>& files,
     const nlohmann::json& state,
-    const std::map<std::string, std::map<std::string, std::string>>& metadata = {});
+    const std::map<std::string, std::map<std::string, std::string>>& metadata = {},
+    const std::map<std::string, std::string>& texts = {});
 
 // A verified checkpoint: its state and its files, opened (mmap) and ready to load from.
 struct LoadedCheckpoint {

@@ -196,4 +196,9 @@ std::vector<std::string> files_matching(const std::string& spec, const std::stri
   return out;
 }
 
+bool is_file(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(path, ec);
+}
+
 }  // namespace fluxtrain

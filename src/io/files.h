@@ -45,6 +45,9 @@ nlohmann::json read_json_file(const std::string& path);
 // The parent directory of `path` ("." when it has none), with trailing slashes ignored.
 std::string parent_dir(const std::string& path);
 
+// True when `path` is a regular file (false, not an error, when it is missing or unreadable).
+bool is_file(const std::string& path);
+
 // `text` written to `path` whole or not at all: a temporary file beside it, synced, renamed over
 // it, the directory synced. UserError naming the path when any step fails (a full disk).
 void write_file_atomically(const std::string& path, const std::string& text);

@@ -17,6 +17,11 @@
 
 namespace fluxtrain {
 
+// The weights file and shard index diffusers' save_pretrained writes for a model (transformer/,
+// vae/, controlnet/).
+inline constexpr const char* kDiffusersWeights = "diffusion_pytorch_model.safetensors";
+inline constexpr const char* kDiffusersIndex = "diffusion_pytorch_model.safetensors.index.json";
+
 // One tensor's entry in a safetensors header.
 struct TensorInfo {
   std::string dtype;           // "F32", "BF16", "F8_E4M3", ... (as written in the file)

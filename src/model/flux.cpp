@@ -25,21 +25,27 @@ void FluxParams::validate() const {
     user_error("model: channel sizes must be positive and there must be at least one block");
 }
 
-FluxImpl::FluxImpl(const FluxParams& p) : params(p) {
+FluxImpl::FluxImpl(const FluxParams& p, bool with_final_layer) : params(p) {
   p.validate();
   const int64_t H = p.hidden_size;
-  img_in = register_module("img_in", Linear(p.in_channels, H));
-  time_in = register_module("time_in", MLPEmbedder(256, H));
-  vector_in = register_module("vector_in", MLPEmbedder(p.vec_in_dim, H));
-  if (p.guidance_embed) guidance_in = register_module("guidance_in", MLPEmbedder(256, H));
-  txt_in = register_module("txt_in", Linear(p.context_in_dim, H));
+  {
+    LinearStorageScope dense(BaseWeights::kDense);  // (8-bit storage is for the blocks)
+    img_in = register_module("img_in", Linear(p.in_channels, H));
+    time_in = register_module("time_in", MLPEmbedder(256, H));
+    vector_in = register_module("vector_in", MLPEmbedder(p.vec_in_dim, H));
+    if (p.guidance_embed) guidance_in = register_module("guidance_in", MLPEmbedder(256, H));
+    txt_in = register_module("txt_in", Linear(p.context_in_dim, H));
+  }
   double_blocks = register_module("double_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < p.depth; ++i)
     double_blocks->push_back(DoubleStreamBlock(H, p.num_heads, p.mlp_ratio, p.qkv_bias));
   single_blocks = register_module("single_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < p.depth_single_blocks; ++i)
     single_blocks->push_back(SingleStreamBlock(H, p.num_heads, p.mlp_ratio));
-  final_layer = register_module("final_layer", LastLayer(H, p.out_channels));
+  if (with_final_layer) {
+    LinearStorageScope dense(BaseWeights::kDense);
+    final_layer = register_module("final_layer", LastLayer(H, p.out_channels));
+  }
 }
 
 namespace {
@@ -55,22 +61,26 @@ const torch::Tensor* control_residual(const std::vector<torch::Tensor>& residual
 
 }  // namespace
 
-torch::Tensor FluxImpl::forward(const FluxInputs& in) {
+FluxStreams FluxImpl::embed(const FluxInputs& in) {
   TORCH_CHECK(in.img.dim() == 3 && in.txt.dim() == 3, "Flux: img and txt must be [B, L, C]");
-  TORCH_CHECK(in.double_block_residuals.size() <= double_blocks->size() &&
-                  in.single_block_residuals.size() <= single_blocks->size(),
-              "Flux: more control residuals than blocks");
-  auto img = img_in(in.img);                                  // [B, Li, H]
-  auto vec = time_in(timestep_embedding(in.timesteps, 256));  // [B, H]
+  FluxStreams s;
+  s.img = img_in(in.img);                                  // [B, Li, H]
+  s.vec = time_in(timestep_embedding(in.timesteps, 256));  // [B, H]
   if (params.guidance_embed) {
     TORCH_CHECK(in.guidance.has_value(), "Flux: this model embeds guidance; pass a guidance value");
-    vec = vec + guidance_in(timestep_embedding(*in.guidance, 256));
+    s.vec = s.vec + guidance_in(timestep_embedding(*in.guidance, 256));
   }
-  vec = vec + vector_in(in.y);
-  auto txt = txt_in(in.txt);  // [B, Lt, H]
-  auto pe = rope_nd(torch::cat({in.txt_ids, in.img_ids}, 1), params.axes_dim, params.theta);
+  s.vec = s.vec + vector_in(in.y);
+  s.txt = txt_in(in.txt);  // [B, Lt, H]
+  s.pe = rope_nd(torch::cat({in.txt_ids, in.img_ids}, 1), params.axes_dim, params.theta);
+  return s;
+}
+
+torch::Tensor FluxImpl::run_blocks(FluxStreams s, const AfterBlock& after_block) {
   const bool checkpoint =
       activation_checkpointing_ && is_training() && torch::GradMode::is_enabled();
+  torch::Tensor img = s.img, txt = s.txt;
+  const torch::Tensor vec = s.vec, pe = s.pe;
   for (size_t i = 0; i < double_blocks->size(); ++i) {
     auto block = double_blocks->ptr<DoubleStreamBlockImpl>(i);
     if (checkpoint && static_cast<int64_t>(i) % checkpoint_every_ == 0) {
@@ -85,8 +95,7 @@ torch::Tensor FluxImpl::forward(const FluxInputs& in) {
     } else {
       std::tie(img, txt) = block->forward(img, txt, vec, pe);
     }
-    if (auto* r = control_residual(in.double_block_residuals, i, double_blocks->size()))
-      img = img + *r;
+    if (after_block) img = after_block(false, i, img);
   }
   const int64_t Lt = txt.size(1), Li = img.size(1);
   auto x = torch::cat({txt, img}, 1);  // [B, Lt+Li, H]
@@ -100,11 +109,32 @@ torch::Tensor FluxImpl::forward(const FluxInputs& in) {
           {x, vec, pe})[0];
     else
       x = block->forward(x, vec, pe);
-    if (auto* r = control_residual(in.single_block_residuals, i, single_blocks->size()))
-      x = torch::cat({x.narrow(1, 0, Lt), x.narrow(1, Lt, Li) + *r}, 1);
+    if (after_block) {
+      auto image_part = x.narrow(1, Lt, Li);
+      auto changed = after_block(true, i, image_part);
+      if (!changed.is_same(image_part)) x = torch::cat({x.narrow(1, 0, Lt), changed}, 1);
+    }
   }
-  x = x.narrow(1, Lt, Li);
-  return final_layer(x, vec);  // [B, Li, out_channels]
+  return x.narrow(1, Lt, Li);
+}
+
+torch::Tensor FluxImpl::forward(const FluxInputs& in) {
+  TORCH_CHECK(in.double_block_residuals.size() <= double_blocks->size() &&
+                  in.single_block_residuals.size() <= single_blocks->size(),
+              "Flux: more control residuals than blocks");
+  TORCH_CHECK(!final_layer.is_empty(), "Flux: this stack has no final layer (a ControlNet)");
+  FluxStreams s = embed(in);
+  const torch::Tensor vec = s.vec;
+  AfterBlock add_residuals;
+  if (!in.double_block_residuals.empty() || !in.single_block_residuals.empty())
+    add_residuals = [&](bool single, size_t i, const torch::Tensor& img) {
+      const auto& residuals = single ? in.single_block_residuals : in.double_block_residuals;
+      const size_t blocks = single ? single_blocks->size() : double_blocks->size();
+      const torch::Tensor* r = control_residual(residuals, i, blocks);
+      return r ? img + *r : img;
+    };
+  auto img = run_blocks(std::move(s), add_residuals);
+  return final_layer(img, vec);  // [B, Li, out_channels]
 }
 
 int64_t ParamShape::numel() const {

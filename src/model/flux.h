@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,10 +47,30 @@ struct FluxInputs {
   std::vector<torch::Tensor> double_block_residuals, single_block_residuals;
 };
 
+// The streams the blocks run on, after the embedders (H hidden size).
+struct FluxStreams {
+  torch::Tensor img;  // [B, Li, H] image tokens
+  torch::Tensor txt;  // [B, Lt, H] text tokens
+  torch::Tensor vec;  // [B, H] modulation vector (timestep + pooled text [+ guidance])
+  torch::Tensor pe;   // RoPE of the [txt, img] positions
+};
+
 struct FluxImpl : torch::nn::Module {
-  explicit FluxImpl(const FluxParams& params);
+  // `final_layer` false leaves out the output layer (a ControlNet's copy of the first blocks
+  // ends in its own projections: model/controlnet.h).
+  explicit FluxImpl(const FluxParams& params, bool with_final_layer = true);
   // The predicted velocity [B, Li, out_channels] (see FluxInputs).
   torch::Tensor forward(const FluxInputs& inputs);
+
+  // The embedders applied to `inputs` (img_in, time_in, guidance_in, vector_in, txt_in, RoPE).
+  FluxStreams embed(const FluxInputs& inputs);
+  // After block `index` of the double blocks (single false) or the single blocks (single true):
+  // sees the image tokens [B, Li, H] and returns them, changed or not.
+  using AfterBlock =
+      std::function<torch::Tensor(bool single, size_t index, const torch::Tensor& img)>;
+  // The double blocks, then the single blocks on [txt, img], with activation checkpointing as set;
+  // `after_block` (when set) runs after each. Returns the image tokens after the last block.
+  torch::Tensor run_blocks(FluxStreams streams, const AfterBlock& after_block);
 
   // Activation checkpointing: in training mode with grad enabled, every double and single block
   // keeps only its inputs and recomputes its activations in backward (less memory, about 1/3
@@ -61,6 +82,7 @@ struct FluxImpl : torch::nn::Module {
     checkpoint_every_ = every < 1 ? 1 : every;
   }
   bool activation_checkpointing() const { return activation_checkpointing_; }
+  int64_t checkpoint_every() const { return checkpoint_every_; }
 
   FluxParams params;
   Linear img_in{nullptr}, txt_in{nullptr};

@@ -2,6 +2,7 @@
 #include "model/flux_call.h"
 
 #include "core/autocast.h"
+#include "model/controlnet.h"
 #include "model/latents.h"
 
 namespace fluxtrain {
@@ -24,8 +25,10 @@ FluxInputs make_flux_inputs(const FluxParams& params, const torch::Tensor& token
   return in;
 }
 
-torch::Tensor predict_velocity(FluxImpl& transformer, FluxInputs in, torch::ScalarType precision) {
-  const auto dtype = transformer.img_in->weight.scalar_type();
+namespace {
+
+// Every floating input in `dtype`.
+void cast_inputs(FluxInputs& in, torch::ScalarType dtype) {
   auto cast = [&](torch::Tensor& t) {
     if (t.defined() && t.is_floating_point() && t.scalar_type() != dtype) t = t.to(dtype);
   };
@@ -36,7 +39,21 @@ torch::Tensor predict_velocity(FluxImpl& transformer, FluxInputs in, torch::Scal
   if (in.guidance) cast(*in.guidance);
   for (auto& r : in.double_block_residuals) cast(r);
   for (auto& r : in.single_block_residuals) cast(r);
+}
+
+}  // namespace
+
+torch::Tensor predict_velocity(FluxImpl& transformer, FluxInputs in, torch::ScalarType precision,
+                               const ControlInput& control) {
   AutocastScope autocast(transformer.img_in->weight.device().type(), precision);
+  if (control.net) {  // in its own weight dtype (float32 while it trains)
+    FluxInputs c = in;
+    cast_inputs(c, control.net->img_in->weight.scalar_type());
+    ControlNetResiduals r = control.net->forward(c, control.latents, control.scale);
+    in.double_block_residuals = std::move(r.double_blocks);
+    in.single_block_residuals = std::move(r.single_blocks);
+  }
+  cast_inputs(in, transformer.img_in->weight.scalar_type());
   return transformer.forward(in);
 }
 

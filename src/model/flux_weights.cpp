@@ -9,6 +9,7 @@
 
 #include "core/device.h"
 #include "core/errors.h"
+#include "core/strings.h"
 #include "io/files.h"
 #include "model/presets.h"
 
@@ -16,18 +17,7 @@ namespace fluxtrain {
 namespace fs = std::filesystem;
 namespace {
 
-const char* kDiffusersWeights = "diffusion_pytorch_model.safetensors";
-const char* kDiffusersIndex = "diffusion_pytorch_model.safetensors.index.json";
 const char* kAxesMetadata = "fluxtrain.axes_dim";  // BFL files we write for non-default axes
-
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
-
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
 
 struct Located {
   std::string weights;  // a .safetensors file or an index
@@ -423,10 +413,22 @@ void load_flux_weights(FluxImpl& model, const FluxWeights& weights) {
   FluxWeightsReader reader(weights);
   const auto& table = reader.table();
   torch::NoGradGuard no_grad;
+  // Layers waiting for 8-bit weights (built in a LinearStorageScope): each tensor is read in
+  // float32 and quantized, one at a time, never the whole model at once.
+  std::map<std::string, LinearImpl*> waiting;
+  for (const auto& [name, layer] : flux_linear_layers(model))
+    if (layer->quantized && !layer->quantized->codes.defined()) waiting[name + ".weight"] = layer;
   size_t count = 0;
   for (auto& kv : model.named_parameters()) {
     const FluxWeightEntry* e = table.by_bfl(kv.key());
     auto& param = kv.value();
+    if (auto w = waiting.find(kv.key()); e && w != waiting.end()) {
+      LinearImpl& layer = *w->second;
+      layer.set_quantized(QuantizedWeight::quantize(reader.read(*e, torch::kFloat, layer.device()),
+                                                    layer.quantized->kind));
+      ++count;
+      continue;
+    }
     if (!e || param.sizes() != c10::IntArrayRef(e->shape))
       user_error(
           "{}: the model's parameter '{}' {} does not fit the checkpoint ({}); build the "

@@ -12,9 +12,6 @@ namespace fluxtrain {
 namespace fs = std::filesystem;
 namespace {
 
-const char* kDiffusersWeights = "diffusion_pytorch_model.safetensors";
-const char* kDiffusersIndex = "diffusion_pytorch_model.safetensors.index.json";
-
 // The BFL tensor of an entry, in its output dtype, and that dtype's element size.
 using Source = std::function<torch::Tensor(const FluxWeightEntry&)>;
 using ElementSize = std::function<int64_t(const FluxWeightEntry&)>;

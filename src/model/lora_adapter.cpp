@@ -17,7 +17,7 @@ LoraAdapter::LoraAdapter(const LinearImpl& base, const LoraAdapterOptions& o,
   if (o.rank <= 0) user_error("lora_rank: {} (expected a positive integer)", o.rank);
   if (!(o.dropout >= 0.0 && o.dropout < 1.0))
     user_error("lora_dropout: {} (expected 0 <= p < 1)", o.dropout);
-  const auto dev = base.weight.device();
+  const auto dev = base.device();
   torch::NoGradGuard no_grad;
   const double bound = 1.0 / std::sqrt(static_cast<double>(base.in_features));
   down = torch::empty({o.rank, base.in_features}, torch::kFloat)
@@ -26,7 +26,8 @@ LoraAdapter::LoraAdapter(const LinearImpl& base, const LoraAdapterOptions& o,
              .requires_grad_(true);
   up = torch::zeros({base.out_features, o.rank}, torch::TensorOptions(torch::kFloat).device(dev))
            .requires_grad_(true);
-  if (o.dora) magnitude = dora_weight_norm(base.weight, torch::zeros({}, dev)).requires_grad_(true);
+  if (o.dora)
+    magnitude = dora_weight_norm(base.dense_weight(), torch::zeros({}, dev)).requires_grad_(true);
 }
 
 torch::Tensor LoraAdapter::delta_weight() const {
@@ -53,9 +54,9 @@ torch::Tensor LoraAdapter::forward(const torch::Tensor& x, const torch::Tensor& 
   auto lora = torch::matmul(torch::matmul(xd, down.to(dt).t()), up.to(dt).t());  // [..., out]
   if (!magnitude.defined()) return base_out + scale * lora;
   // DoRA: the norm of the adapted weight, detached (PEFT, DoRA paper section 4.3).
-  auto norm = dora_weight_norm(base.weight.detach(), delta_weight().detach());
+  auto norm = dora_weight_norm(base.dense_weight().detach(), delta_weight().detach());
   auto mag_norm = (magnitude / norm).to(dt);  // [out], broadcasts over the last dim
-  auto wx = drop ? torch::matmul(xd, base.weight.to(dt).t())
+  auto wx = drop ? torch::matmul(xd, base.dense_weight().to(dt).t())
                  : (base.bias.defined() ? base_out - base.bias.to(dt) : base_out);
   return base_out + (mag_norm - 1) * wx + mag_norm * (scale * lora);
 }

@@ -10,19 +10,13 @@
 
 #include "core/device.h"
 #include "core/errors.h"
+#include "core/strings.h"
 
 namespace fluxtrain {
 namespace {
 
 const std::string kComfyPrefix = "diffusion_model.";
 const std::string kDiffusersPrefix = "transformer.";
-
-bool starts_with(const std::string& s, const std::string& p) {
-  return s.rfind(p, 0) == 0;
-}
-bool ends_with(const std::string& s, const std::string& t) {
-  return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
-}
 
 torch::Tensor out_tensor(const torch::Tensor& t, torch::ScalarType dtype) {
   return t.detach().to(torch::kCPU, dtype).contiguous();

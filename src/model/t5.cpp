@@ -10,6 +10,7 @@
 
 #include "core/device.h"
 #include "core/errors.h"
+#include "core/strings.h"
 #include "io/files.h"
 #include "io/safetensors.h"
 
@@ -344,15 +345,6 @@ torch::Tensor T5EncoderImpl::forward(const torch::Tensor& input_ids,
 // ---- loading ----
 
 namespace {
-
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
-
-bool starts_with(const std::string& s, const char* prefix) {
-  return s.rfind(prefix, 0) == 0;
-}
 
 struct T5Files {
   std::string weights;  // model.safetensors, an index, or a single file

@@ -10,6 +10,7 @@
 
 #include "core/device.h"
 #include "core/errors.h"
+#include "core/strings.h"
 #include "io/files.h"
 #include "io/safetensors.h"
 
@@ -133,27 +134,19 @@ std::string FluxAutoencoder::name() const {
 
 namespace {
 
-const char* kDiffusersWeights = "diffusion_pytorch_model.safetensors";
-const char* kDiffusersIndex = "diffusion_pytorch_model.safetensors.index.json";
-
 // Where a path's tensors and config are.
 struct VaeFiles {
   std::string weights;  // a .safetensors file or a sharded index
   std::string config;   // diffusers config.json, "" when there is none
 };
 
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
-
-std::string weights_in(const fs::path& dir) {
+std::string vae_weights_in(const fs::path& dir) {
   for (const char* name : {kDiffusersWeights, kDiffusersIndex, "ae.safetensors"})
     if (is_file(dir / name)) return (dir / name).string();
   return "";
 }
 
-VaeFiles locate(const std::string& path) {
+VaeFiles locate_vae(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec))
     user_error(
@@ -162,16 +155,12 @@ VaeFiles locate(const std::string& path) {
         path);
   if (!fs::is_directory(path, ec)) return {path, ""};
   fs::path dir(path);
-  if (weights_in(dir).empty() && fs::is_directory(dir / "vae", ec)) dir /= "vae";
-  const std::string weights = weights_in(dir);
+  if (vae_weights_in(dir).empty() && fs::is_directory(dir / "vae", ec)) dir /= "vae";
+  const std::string weights = vae_weights_in(dir);
   if (weights.empty())
     user_error("{}: no {} or {} in this directory (expected a diffusers vae/ directory)", path,
                kDiffusersWeights, kDiffusersIndex);
   return {weights, is_file(dir / "config.json") ? (dir / "config.json").string() : ""};
-}
-
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
 }
 
 VaeLayout layout_of(const ShardedSafetensors& st) {
@@ -297,7 +286,7 @@ std::pair<bool, bool> read_diffusers_config(const std::string& path, VaeConfig& 
 VaeCheckpoint open_checkpoint(const std::string& path) {
   VaeCheckpoint ck;
   ck.path = path;
-  ck.files = locate(path);
+  ck.files = locate_vae(path);
   ck.st = std::make_unique<ShardedSafetensors>(ck.files.weights);
   ck.layout = layout_of(*ck.st);
   if (ck.layout == VaeLayout::kDiffusers) {
@@ -368,7 +357,7 @@ VaeConfig config_of(const VaeCheckpoint& ck) {
 }  // namespace
 
 VaeLayout detect_vae_layout(const std::string& path) {
-  const auto files = locate(path);
+  const auto files = locate_vae(path);
   return layout_of(ShardedSafetensors(files.weights));
 }
 

@@ -135,6 +135,17 @@ torch::Tensor FluxModel::denoise(const TextEmbeddings& cond, const torch::Tensor
   return torch::cat(out, 0);
 }
 
+torch::Tensor FluxModel::control_tokens(const torch::Tensor& hwc, int64_t height, int64_t width,
+                                        bool canny) {
+  check_resolution(height, width);
+  const bool park = options_.offload && !options_.keep_loaded;
+  if (!vae_) vae_ = load_flux_vae(files_.vae, options_.device, options_.dtype);
+  vae_->vae()->to(options_.device);
+  auto tokens = control_image_tokens(*vae_, hwc, height, width, canny, options_.device).cpu();
+  if (park) vae_->vae()->to(torch::kCPU);
+  return tokens;
+}
+
 torch::Tensor FluxModel::decode(const torch::Tensor& tokens, int64_t height, int64_t width,
                                 int64_t max_batch) {
   torch::NoGradGuard no_grad;

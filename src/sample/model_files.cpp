@@ -7,18 +7,13 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/strings.h"
 
 namespace fluxtrain {
 namespace fs = std::filesystem;
 
 bool looks_like_model_path(const std::string& path) {
   return path.find('/') != std::string::npos || fs::exists(path);
-}
-
-static std::string trimmed(std::string s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
 }
 
 std::string resolve_hf_cache_dir(const std::string& dir) {
@@ -31,7 +26,7 @@ std::string resolve_hf_cache_dir(const std::string& dir) {
   if (fs::is_regular_file(ref)) {
     std::ifstream in(ref);
     std::string rev((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    rev = trimmed(rev);
+    rev = trim_whitespace(rev);
     const fs::path snap = snapshots / rev;
     if (rev.empty() || !fs::is_directory(snap))
       user_error("Hugging Face cache '{}': refs/main names revision '{}', but {} does not exist",

@@ -68,6 +68,7 @@ Pipeline Pipeline::load(const ModelFiles& files, const PipelineLoadOptions& o) {
   if (o.with_transformer) {
     {
       DefaultDtypeScope dtype_scope(o.transformer_dtype);
+      LinearStorageScope storage(o.base_weights);
       p.transformer = Flux(weights.params);
     }
     load_flux_weights(*p.transformer, weights);

@@ -25,6 +25,9 @@ struct PipelineLoadOptions {
   torch::ScalarType encoder_dtype = torch::kFloat;      // VAE, T5 and CLIP weights
   bool with_transformer = true;  // false: the preset from its headers, no weights (prepare)
   bool with_text = true;         // false: no text encoders (training from a latent cache)
+  // The blocks' linear weights in 8 bits, read straight from the file tensor by tensor
+  // (model/quantized_weight.h); the rest in transformer_dtype.
+  BaseWeights base_weights = BaseWeights::kDense;
 };
 
 struct Pipeline {

@@ -2,6 +2,8 @@
 #include "sample/sampler.h"
 
 #include "core/rng.h"
+#include "data/control_images.h"
+#include "model/autoencoder.h"
 #include "model/flux_call.h"
 #include "model/latents.h"
 #include "model/time_shift.h"
@@ -50,7 +52,13 @@ torch::Tensor denoise_tokens(FluxImpl& transformer, const TextEmbeddings& cond, 
     auto t = torch::full({N}, schedule[i], torch::TensorOptions().device(device));
     auto in = make_flux_inputs(transformer.params, cfg ? torch::cat({x, x}, 0) : x, latent_height,
                                latent_width, txt, vec, t, o.guidance);
-    auto v = predict_velocity(transformer, std::move(in), o.precision).to(torch::kFloat);
+    ControlInput control;
+    if (o.controlnet) {
+      control.net = o.controlnet;
+      control.latents = o.control_tokens.to(device).expand({N, x.size(1), x.size(2)});
+      control.scale = o.controlnet_scale;
+    }
+    auto v = predict_velocity(transformer, std::move(in), o.precision, control).to(torch::kFloat);
     if (cfg) {
       auto parts = v.chunk(2, 0);
       v = parts[1] + o.cfg_scale * (parts[0] - parts[1]);
@@ -59,6 +67,17 @@ torch::Tensor denoise_tokens(FluxImpl& transformer, const TextEmbeddings& cond, 
     if (o.on_step) o.on_step(i + 1, total);
   }
   return x;
+}
+
+torch::Tensor control_image_tokens(ImageAutoencoder& autoencoder, const torch::Tensor& hwc,
+                                   int64_t height, int64_t width, bool canny,
+                                   torch::Device device) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor image = fit_to_bucket(hwc, Bucket{width, height}, {}, std::nullopt);  // [3, H, W]
+  if (canny) image = canny_control_image(image, CannyOptions{});
+  auto [mean, logvar] = autoencoder.encode_moments(image.unsqueeze(0).to(device));
+  return patchify(autoencoder.latents_from_moments(mean, logvar, torch::Tensor())
+                      .to(torch::kFloat));  // [1, L, C]
 }
 
 torch::Tensor generate_images(Pipeline& p, const std::vector<std::string>& prompts,

@@ -11,6 +11,9 @@
 
 namespace fluxtrain {
 
+struct FluxControlNetImpl;
+class ImageAutoencoder;
+
 // linspace(1, 0, steps + 1), shifted by time_shift(flux_shift_mu(image_tokens)) when `shift`.
 std::vector<double> flux_schedule(int64_t steps, int64_t image_tokens, bool shift);
 
@@ -24,6 +27,12 @@ struct SampleOptions {
   double cfg_scale = 1.0;
   uint64_t seed = 0;
   torch::ScalarType precision = torch::kFloat;  // autocast dtype for the transformer
+  // A ControlNet (not owned; null: none): its residuals, from the control image's latent tokens
+  // control_tokens [1, L, C] (one control image for every image), times controlnet_scale, join
+  // every transformer call.
+  FluxControlNetImpl* controlnet = nullptr;
+  torch::Tensor control_tokens;
+  double controlnet_scale = 1.0;
   // Called after each Euler step (1-based step, total steps), e.g. for a progress line.
   std::function<void(int64_t, int64_t)> on_step;
 };
@@ -42,6 +51,12 @@ torch::Tensor initial_noise_tokens(int64_t batch, int64_t latent_channels, int64
 torch::Tensor denoise_tokens(FluxImpl& transformer, const TextEmbeddings& cond, torch::Tensor x,
                              int64_t latent_height, int64_t latent_width,
                              const SampleOptions& options, torch::Device device);
+
+// The latent tokens [1, L, C] of a control image (uint8 [h, w, 3]) for a height x width sample:
+// centre-cropped to cover that size, through the autoencoder (its posterior mean, as training
+// encodes control images), patchified. `canny` first replaces the image by its Canny edges.
+torch::Tensor control_image_tokens(ImageAutoencoder& autoencoder, const torch::Tensor& hwc,
+                                   int64_t height, int64_t width, bool canny, torch::Device device);
 
 // Generates one image per prompt -> [B, 3, H, W] in [-1, 1] on the CPU. Image i's starting
 // noise comes from (seed, i) alone, so an image does not depend on what else is in the batch.

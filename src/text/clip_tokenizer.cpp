@@ -22,7 +22,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr size_t kMaxCachedWords = 1 << 16;
+constexpr size_t kMaxCachedBpeWords = 1 << 16;
 const char kEndOfWord[] = "</w>";
 const char kDefaultBos[] = "<|startoftext|>";
 const char kDefaultEos[] = "<|endoftext|>";
@@ -440,7 +440,7 @@ std::vector<std::string> ClipTokenizer::bpe(const std::string& word) const {
     syms.swap(merged);
   }
   std::lock_guard<std::mutex> lock(cache_mutex_);
-  if (cache_.size() >= kMaxCachedWords) cache_.clear();
+  if (cache_.size() >= kMaxCachedBpeWords) cache_.clear();
   cache_.emplace(word, syms);
   return syms;
 }

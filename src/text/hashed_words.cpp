@@ -14,7 +14,7 @@ namespace {
 // Stream tags for derive_seed: token and pooled vectors of a word are independent draws.
 constexpr uint64_t kTokenStream = 0x68772d746f6b656eull;  // "hw-token"
 constexpr uint64_t kPooledStream = 0x68772d706f6f6cull;   // "hw-pool"
-constexpr size_t kMaxCachedWords = 1 << 16;
+constexpr size_t kMaxCachedHashedWords = 1 << 16;
 
 // A standard-normal vector from a generator seeded by the word's hash, scaled to unit RMS.
 torch::Tensor hashed_vector(const std::string& word, uint64_t seed, uint64_t stream, int64_t dim) {
@@ -69,7 +69,7 @@ const HashedWordConditioner::WordVectors& HashedWordConditioner::word_vectors(
     const std::string& word) {
   auto it = cache_.find(word);
   if (it != cache_.end()) return it->second;
-  if (cache_.size() >= kMaxCachedWords) cache_.clear();
+  if (cache_.size() >= kMaxCachedHashedWords) cache_.clear();
   return cache_.emplace(word, WordVectors{token_embedding(word), pooled_embedding(word)})
       .first->second;
 }

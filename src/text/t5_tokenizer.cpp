@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "core/strings.h"
 #include "io/files.h"
 
 namespace fluxtrain {
@@ -238,11 +239,6 @@ uint32_t unit_offset(uint32_t u) {
   return (u >> 10) << ((u & (1u << 9)) >> 6);
 }
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix.data(), suffix.size()) == 0;
-}
-
 std::string byte_piece(int b) {
   return fmt::format("<0x{:02X}>", b);
 }
@@ -463,7 +459,7 @@ std::string T5Tokenizer::normalize(const std::string& text) const {
     if (!remove_extra) prev_space = false;
   }
   if (remove_extra)
-    while (ends_with(out, space)) out.resize(out.size() - space.size());
+    while (ends_with(out, std::string(space))) out.resize(out.size() - space.size());
   if (dummy && suffix) out += space;
   return out;
 }

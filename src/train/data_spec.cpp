@@ -54,6 +54,14 @@ void add_data_keys(ConfigSchema& s) {
       .boolean("data", "random_crop", false, "crop at a random offset (else centred)")
       .boolean("data", "random_flip", false, "mirror left-right with probability 1/2")
       .string("data", "val_data", "", "validation images: a path read like `data`")
+      .string("data", "control_images", "",
+              "ControlNet control images: canny (edges of each training image, computed after its "
+              "crop and flip), or a folder holding a control image per training image under the "
+              "same relative file name")
+      .real("data", "canny_low_threshold", 100.0,
+            "Canny's low hysteresis threshold on the L2 Sobel magnitude (0..1442)", 0.0)
+      .real("data", "canny_high_threshold", 200.0, "Canny's high hysteresis threshold", 0.0)
+      .real("data", "canny_sigma", 1.4, "Gaussian blur before Canny, pixels (0: none)", 0.0)
       .string("data", "val_split", "",
               "validation split of the training data: a fraction (0.05) or a count (50)")
       .boolean("data", "strict", false, "unusable data is an error instead of counted and listed")
@@ -83,6 +91,8 @@ DataOptions DataOptions::from_config(const Config& c) {
   o.transform.random_flip = c.b("random_flip");
   o.val_data = c.s("val_data");
   o.val_split = c.s("val_split");
+  o.control.source = c.s("control_images");
+  o.control.canny = {c.f("canny_low_threshold"), c.f("canny_high_threshold"), c.f("canny_sigma")};
   o.strict = c.b("strict");
   o.workers = c.i("workers");
   o.prefetch = c.i("prefetch");
@@ -192,9 +202,11 @@ std::shared_ptr<const Dataset> build_source_dataset(const DataOptions& o, int64_
                                         image_dataset_options(o, resolution, patch_px), report);
 }
 
-TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t patch_px,
-                           uint64_t seed, int64_t batch_size, int64_t val_samples, int64_t rank,
-                           int64_t world) {
+namespace {
+
+TrainData build_images_and_order(const DataOptions& o, int64_t resolution, int64_t patch_px,
+                                 uint64_t seed, int64_t batch_size, int64_t val_samples,
+                                 int64_t rank, int64_t world) {
   TrainData d;
   d.report = std::make_shared<DataReport>(o.strict);
   d.format = detect_data_format(o);
@@ -263,6 +275,33 @@ TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t pat
   d.sampler = std::make_shared<BucketBatches>(bucket_of, batch_size, order);
   d.train = train;
   d.describe = fmt::format("{}; buckets {}", train->name(), all->bucket_summary());
+  return d;
+}
+
+}  // namespace
+
+TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t patch_px,
+                           uint64_t seed, int64_t batch_size, int64_t val_samples, int64_t rank,
+                           int64_t world) {
+  TrainData d =
+      build_images_and_order(o, resolution, patch_px, seed, batch_size, val_samples, rank, world);
+  if (o.control.source.empty()) return d;
+  if (d.format == "cache")
+    user_error(
+        "control_images '{}': a latent cache holds no control images yet; train on the "
+        "images themselves",
+        o.control.source);
+  ControlImageOptions c = o.control;
+  c.transform = o.transform;
+  if (c.source != "canny") {
+    if (d.format != "imagefolder")
+      user_error("control_images '{}': a control folder goes with an image folder, `data` is {}",
+                 c.source, d.format);
+    c.image_dir = o.data;
+  }
+  d.train = with_control_images(d.train, c);
+  d.validation = with_control_images(d.validation, c);
+  d.describe += fmt::format("; control images: {}", c.source);
   return d;
 }
 

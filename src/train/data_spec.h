@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "data/batch_sampler.h"
 #include "data/buckets.h"
+#include "data/control_images.h"
 #include "data/data_report.h"
 #include "data/dataset.h"
 #include "data/transforms.h"
@@ -31,6 +32,7 @@ struct DataOptions {
   std::string val_data, val_split;
   bool strict = false;
   int64_t workers = 2, prefetch = 4;
+  ControlImageOptions control;  // ControlNet runs: where control images come from
 
   static DataOptions from_config(const Config& config);
 };

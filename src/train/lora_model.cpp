@@ -35,17 +35,15 @@ bool in_preset(const std::string& preset, const std::string& name) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, LinearImpl*>> flux_linear_layers(FluxImpl& model) {
-  std::vector<std::pair<std::string, LinearImpl*>> out;
-  for (const auto& item : model.named_modules("", /*include_self=*/false))
-    if (auto* l = item.value()->as<LinearImpl>()) out.emplace_back(item.key(), l);
-  return out;
-}
-
 std::vector<std::string> lora_target_layers(FluxImpl& model,
                                             const std::vector<std::string>& targets) {
   std::vector<std::string> names;
   for (const auto& [name, layer] : flux_linear_layers(model)) names.push_back(name);
+  return lora_target_layers(names, targets);
+}
+
+std::vector<std::string> lora_target_layers(const std::vector<std::string>& names,
+                                            const std::vector<std::string>& targets) {
   std::set<std::string> chosen;
   std::vector<std::string> patterns;
   for (const auto& t : targets) {

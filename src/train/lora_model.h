@@ -13,8 +13,6 @@
 
 namespace fluxtrain {
 
-// The linear layers of `model` by BFL name, in registration order.
-std::vector<std::pair<std::string, LinearImpl*>> flux_linear_layers(FluxImpl& model);
 // The linear layers `targets` select: presets
 //   attn      double blocks' img/txt attention qkv and proj; single blocks' linear1 and linear2
 //             (the single blocks' attention is fused with their MLP in those two layers)
@@ -26,6 +24,9 @@ std::vector<std::pair<std::string, LinearImpl*>> flux_linear_layers(FluxImpl& mo
 // or name patterns as train_blocks takes them (select_parameters), e.g. "single_blocks.*".
 // UserError naming a pattern that selects nothing.
 std::vector<std::string> lora_target_layers(FluxImpl& model,
+                                            const std::vector<std::string>& targets);
+// The same over the names of a model's linear layers (nothing allocated: the memory plan).
+std::vector<std::string> lora_target_layers(const std::vector<std::string>& linear_layers,
                                             const std::vector<std::string>& targets);
 
 struct LoraOptions {

@@ -22,14 +22,22 @@ AdamW::AdamW(Named params, AdamWOptions options) : params_(std::move(params)), o
 }
 
 void AdamW::step(double lr) {
-  torch::NoGradGuard no_grad;
+  begin_step();
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].second.grad().defined()) update(i, params_[i].second.grad(), lr);
+}
+
+void AdamW::begin_step() {
   ++step_;
+}
+
+void AdamW::update(size_t i, const torch::Tensor& grad, double lr) {
+  torch::NoGradGuard no_grad;
   const double bc1 = 1 - std::pow(opt_.beta1, static_cast<double>(step_));
   const double bc2 = 1 - std::pow(opt_.beta2, static_cast<double>(step_));
-  for (size_t i = 0; i < params_.size(); ++i) {
+  {
     auto& p = params_[i].second;
-    if (!p.grad().defined()) continue;
-    auto g = p.grad().to(torch::kFloat);
+    auto g = grad.to(torch::kFloat);
     const bool q8 = !exp_avg_[i].defined();
     const bool fp32_state = !q8 && exp_avg_[i].scalar_type() == torch::kFloat;
     // Low-precision state: update in fp32, store rounded (8-bit: the update uses the fp32

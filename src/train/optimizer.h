@@ -28,6 +28,10 @@ class AdamW {
   // are skipped, as torch does).
   void step(double lr);
   void zero_grad();
+  // step() in parts, for the update inside backward (train/optimizer_in_backward.h): one call
+  // of begin_step() per step, then update(i, grad) for each parameter as its gradient is ready.
+  void begin_step();
+  void update(size_t i, const torch::Tensor& grad, double lr);
   int64_t steps_taken() const { return step_; }
   const Named& params() const { return params_; }
 

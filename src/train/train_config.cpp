@@ -34,9 +34,25 @@ ConfigSchema train_schema() {
                           "transformer .safetensors file",
                           fmt::join(model_preset_names(), ", ")));
   add_model_file_keys(s, "model", "with a model path");
-  s.choice("model", "method", "full", {"full", "lora"},
+  s.choice("model", "method", "full", {"full", "lora", "controlnet"},
            "what trains: full = the parameters train_blocks selects; lora = LoRA/DoRA adapters on "
-           "the layers lora_targets selects, the base frozen")
+           "the layers lora_targets selects, the base frozen; controlnet = a FLUX ControlNet "
+           "made from the base's first blocks (control images: control_images), the base frozen")
+      .choice("model", "base_weights", "dense", {"dense", "int8", "fp8"},
+              "storage of the frozen base's block weights (method lora, controlnet): dense (the "
+              "`weights` dtype), int8 (per-output-channel scale) or fp8 (E4M3, per-output-channel "
+              "scale), dequantized on the fly; read straight from the checkpoint")
+      .integer("controlnet", "controlnet_double_blocks", 2,
+               "the ControlNet's double blocks (diffusers' num_layers), copied from the base's "
+               "first ones",
+               0)
+      .integer("controlnet", "controlnet_single_blocks", 4,
+               "the ControlNet's single blocks (diffusers' num_single_layers)", 0)
+      .path("controlnet", "controlnet_init",
+            "a diffusers controlnet/ directory (or a controlnet run's checkpoint) to start from",
+            true)
+      .choice("controlnet", "controlnet_save_dtype", "bf16", {"bf16", "fp16", "fp32"},
+              "dtype of the diffusers ControlNet file checkpoints hold")
       .integer("lora", "lora_rank", 16, "rank r of each adapter", 1)
       .real("lora", "lora_alpha", 0.0,
             "adapter scale alpha / r; 0 = alpha equal to the rank (scale 1)", 0.0)
@@ -112,7 +128,18 @@ ConfigSchema train_schema() {
             0.0, 1.0)
       .boolean("train", "ema_on_cpu", false,
                "keep the EMA in CPU memory (frees the device of a copy of the trainable weights)")
-      .real("train", "max_grad_norm", 1.0, "clip the global gradient norm (0 = no clipping)", 0.0)
+      .real("train", "max_grad_norm", 1.0,
+            "clip the global gradient norm (0 = no clipping); with optimizer_in_backward each "
+            "parameter's own norm",
+            0.0)
+      .real("train", "memory_budget_gb", 0.0,
+            "device memory to fit (GiB): turns on the savers you left at their defaults, in "
+            "order (checkpointing, 8-bit AdamW, int8 base, step in backward), until the memory "
+            "plan fits; 0 = off",
+            0.0)
+      .boolean("train", "optimizer_in_backward", false,
+               "update each parameter as soon as backward has its gradient and free the gradient "
+               "(less memory; no grad_accum; max_grad_norm clips per parameter)")
       .choice("train", "timestep_sampling", "logit_normal",
               {"uniform", "logit_normal", "shift", "flux_shift"},
               "how training timesteps are drawn")
@@ -163,6 +190,7 @@ ConfigSchema train_schema() {
   s.operational({"name",
                  "lora_format",
                  "lora_save_dtype",
+                 "controlnet_save_dtype",
                  "output_dir",
                  "device",
                  "threads",

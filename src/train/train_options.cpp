@@ -66,6 +66,37 @@ void read_lora_options(const Config& c, TrainOptions& o) {
   l.save_dtype = dt == "fp32" ? torch::kFloat : dt == "fp16" ? torch::kHalf : torch::kBFloat16;
 }
 
+void read_controlnet_options(const Config& c, TrainOptions& o) {
+  const Config defaults(c.schema());
+  auto changed = [&](const std::string& k) { return !(c.value(k) == defaults.value(k)); };
+  const bool controlnet = o.method == "controlnet";
+  for (const char* k : {"controlnet_double_blocks", "controlnet_single_blocks", "controlnet_init",
+                        "controlnet_save_dtype"})
+    if (!controlnet && changed(k))
+      user_error("--{}: only with method controlnet (method is {})", k, o.method);
+  if (!controlnet) {
+    if (!o.data.control.source.empty())
+      user_error("--control_images: only with method controlnet (method is {})", o.method);
+    return;
+  }
+  if (o.data.control.source.empty())
+    user_error("method controlnet: give control_images (canny, or a folder of control images)");
+  if (!c.list("train_blocks").empty() || c.b("save_frozen"))
+    user_error("--train_blocks / --save_frozen: method controlnet trains the ControlNet only");
+  ControlNetOptions& n = o.controlnet;
+  n.double_blocks = c.i("controlnet_double_blocks");
+  n.single_blocks = c.i("controlnet_single_blocks");
+  n.init_from = c.s("controlnet_init");
+  if (!n.init_from.empty()) {
+    n.init_from = fs::absolute(n.init_from).lexically_normal().string();
+    for (const char* k : {"controlnet_double_blocks", "controlnet_single_blocks"})
+      if (changed(k))
+        user_error("--{}: controlnet_init gives the ControlNet's blocks ({})", k, n.init_from);
+  }
+  const std::string dt = c.s("controlnet_save_dtype");
+  n.save_dtype = dt == "fp32" ? torch::kFloat : dt == "fp16" ? torch::kHalf : torch::kBFloat16;
+}
+
 }  // namespace
 
 TrainOptions TrainOptions::from_config(const Config& c) {
@@ -102,6 +133,12 @@ TrainOptions TrainOptions::from_config(const Config& c) {
   o.weights = parse_precision(c.s("weights"));
   if (o.weights != torch::kFloat && o.precision != o.weights)
     user_error("weights: bf16 weights need --precision bf16");
+  o.base_weights = parse_base_weights(c.s("base_weights"));
+  if (o.base_weights != BaseWeights::kDense && o.method == "full")
+    user_error(
+        "--base_weights {}: method full trains the base; 8-bit storage is for a frozen base "
+        "(method lora or controlnet)",
+        c.s("base_weights"));
   o.gradient_checkpointing = c.b("gradient_checkpointing");
   o.gradient_checkpointing_every = c.i("gradient_checkpointing_every");
   o.zero_init = c.b("zero_init");
@@ -110,6 +147,7 @@ TrainOptions TrainOptions::from_config(const Config& c) {
     user_error("--stand_in_encoders: a model path brings its own encoders");
 
   o.data = DataOptions::from_config(c);
+  read_controlnet_options(c, o);
   o.sample_latents = c.s("latent_sampling") == "sample";
   o.resolution = c.i("resolution");
   o.caption_dropout = c.f("caption_dropout");
@@ -130,6 +168,12 @@ TrainOptions TrainOptions::from_config(const Config& c) {
   o.ema_decay = c.f("ema_decay");
   o.ema_on_cpu = c.b("ema_on_cpu");
   o.max_grad_norm = c.f("max_grad_norm");
+  o.optimizer_in_backward = c.b("optimizer_in_backward");
+  if (o.optimizer_in_backward && o.grad_accum != 1)
+    user_error(
+        "--optimizer_in_backward: each backward is one step; grad_accum is {} (set 1, or "
+        "turn optimizer_in_backward off)",
+        o.grad_accum);
   o.timesteps = {parse_timestep_sampling(c.s("timestep_sampling")), c.f("logit_mean"),
                  c.f("logit_std"), c.f("shift")};
   o.guidance = c.f("guidance");

@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "sample/model_files.h"
+#include "train/controlnet_model.h"
 #include "train/data_spec.h"
 #include "train/flow_matching.h"
 #include "train/lora_model.h"
@@ -32,7 +33,9 @@ struct TrainOptions {
   ModelFileOverrides overrides;  // with a model path
   std::string method = "full";
   LoraOptions lora;  // method lora (seed and description filled in by build_trained_model)
-  std::vector<std::string> train_blocks;  // name patterns; empty = all
+  ControlNetOptions controlnet;                    // method controlnet
+  BaseWeights base_weights = BaseWeights::kDense;  // frozen bases (lora, controlnet): 8-bit blocks
+  std::vector<std::string> train_blocks;           // name patterns; empty = all
   bool save_frozen = false;
   torch::ScalarType precision = torch::kFloat, weights = torch::kFloat;
   bool gradient_checkpointing = false, zero_init = true, stand_in_encoders = false;
@@ -50,6 +53,7 @@ struct TrainOptions {
   AdamWOptions adamw;
   LrSchedule schedule;
   double ema_decay = 0, max_grad_norm = 0;
+  bool optimizer_in_backward = false;  // train/optimizer_in_backward.h
   bool ema_on_cpu = false;
   TimestepOptions timesteps;
   double guidance = -1;  // -1: the model's training default

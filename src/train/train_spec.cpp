@@ -98,6 +98,7 @@ Pipeline build_pipeline(const TrainOptions& o) {
     lo.transformer_dtype = o.weights;
     lo.encoder_dtype = o.device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
     lo.with_text = !cache;
+    lo.base_weights = o.base_weights;
     pipe = Pipeline::load(files, lo);
     if (cache) use_latent_cache(pipe, o, &files);
     log_info("model {}: transformer {} ({}), VAE {}, text {}", o.model, files.transformer,
@@ -105,12 +106,18 @@ Pipeline build_pipeline(const TrainOptions& o) {
   } else {
     pipe = Pipeline::create(o.model, o.device, o.seed, o.zero_init, o.stand_in_encoders);
     if (o.weights != torch::kFloat) pipe.transformer->to(o.weights);
+    quantize_block_weights(*pipe.transformer, o.base_weights);
     // Built-in encoders are cheap: cached, never released.
     pipe.text = std::make_shared<CachedTextConditioner>(pipe.text, nullptr);
     if (cache) use_latent_cache(pipe, o, nullptr);
   }
   pipe.transformer->set_activation_checkpointing(o.gradient_checkpointing,
                                                  o.gradient_checkpointing_every);
+  if (o.base_weights != BaseWeights::kDense)
+    log_info("base weights: the blocks' linear layers in {} ({:.1f} MiB of linear weights)",
+             base_weights_name(o.base_weights),
+             static_cast<double>(quantize_block_weights(*pipe.transformer, o.base_weights)) /
+                 double(1 << 20));
   return pipe;
 }
 
@@ -137,7 +144,9 @@ Flux build_transformer(const TrainOptions& o) {
 std::unique_ptr<TrainedModel> build_trained_model(const TrainOptions& o, Flux transformer) {
   if (o.method == "full")
     return std::make_unique<FullFineTune>(std::move(transformer), o.train_blocks, o.save_frozen);
-  if (o.method != "lora") user_error("method '{}': expected full or lora", o.method);
+  if (o.method == "controlnet")
+    return std::make_unique<ControlNetFineTune>(std::move(transformer), o.controlnet);
+  if (o.method != "lora") user_error("method '{}': expected full, lora or controlnet", o.method);
   LoraOptions l = o.lora;
   l.seed = o.seed;
   const std::string preset = flux_preset_of(transformer->params);

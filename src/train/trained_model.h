@@ -15,6 +15,8 @@
 
 namespace fluxtrain {
 
+struct FluxControlNetImpl;
+
 // The names among `names` that `patterns` select: a pattern selects a name when it matches, as a
 // shell glob (fnmatch: * ? [...]), the whole name or one of its dotted prefixes ("double_blocks.1"
 // selects "double_blocks.1.img_attn.qkv.weight"; "double_blocks.1*" also double_blocks.10-18).
@@ -55,6 +57,10 @@ class TrainedModel {
   };
   virtual std::map<std::string, ExportFile> export_files(int64_t step) const { return {}; }
   virtual bool has_export_files() const { return false; }
+  // Text files a checkpoint holds beside them (a ControlNet's diffusers config.json), by name.
+  virtual std::map<std::string, std::string> export_texts() const { return {}; }
+  // The ControlNet whose residuals every transformer call takes (method controlnet), else null.
+  virtual FluxControlNetImpl* controlnet() { return nullptr; }
   // Called before each training micro-batch's forward (counter = step x grad_accum + micro): a
   // method with dropout seeds the device's default generator, which it draws from, so that the
   // masks depend on (seed, counter) only and a resumed run draws the same ones.

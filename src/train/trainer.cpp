@@ -18,6 +18,7 @@
 #include "model/latents.h"
 #include "train/flow_matching.h"
 #include "train/loss_curve.h"
+#include "train/memory_plan.h"
 #include "train/metrics.h"
 #include "train/profiler.h"
 #include "train/prompt_samples.h"
@@ -93,6 +94,8 @@ Trainer::Trainer(TrainParts parts, TrainOptions options, std::string run_dir,
       run_dir_(std::move(run_dir)),
       config_yaml_(std::move(config_yaml)) {
   guidance_ = o_.guidance >= 0 ? o_.guidance : p_.pipeline.preset.train_guidance;
+  if (o_.optimizer_in_backward)
+    in_backward_ = std::make_unique<OptimizerInBackward>(*p_.optimizer, o_.max_grad_norm);
   choose_final_evaluation();
 }
 
@@ -194,6 +197,16 @@ Trainer::Encoded Trainer::encode(const Batch& b) {
   e.latent_height = z.size(2);
   e.latent_width = z.size(3);
   e.x0 = patchify(z.to(torch::kFloat));  // [B, L, C]
+  if (b.control_images.defined()) {
+    // The control images' posterior means (diffusers samples the posterior; its spread is tiny
+    // and the mean keeps a control image's latents a function of the image alone), one per call.
+    std::vector<torch::Tensor> controls;
+    for (int64_t i = 0; i < b.size(); ++i) {
+      auto [m, lv] = ae.encode_moments(to_device(b.control_images[i].unsqueeze(0)));
+      controls.push_back(ae.latents_from_moments(m, lv, torch::Tensor()));
+    }
+    e.control = patchify(torch::cat(controls).to(torch::kFloat));  // [B, L, C]
+  }
   if (b.txt.defined()) {
     // Cached encodings; captions dropped to "" take the empty caption's.
     e.cond = {to_device(b.txt).to(torch::kFloat), to_device(b.vec).to(torch::kFloat)};
@@ -211,6 +224,15 @@ Trainer::Encoded Trainer::encode(const Batch& b) {
     e.cond = p_.pipeline.text->encode(b.captions, device);
   }
   return e;
+}
+
+ControlInput Trainer::control_of(const Encoded& e) {
+  ControlInput c;
+  c.net = p_.model->controlnet();
+  if (c.net && !e.control.defined())
+    user_error("method controlnet: the batch has no control images (set control_images)");
+  c.latents = e.control;
+  return c;
 }
 
 Trainer::StepStats Trainer::train_step(int64_t step) {
@@ -243,19 +265,24 @@ Trainer::StepStats Trainer::train_step(int64_t step) {
         predict_velocity(transformer,
                          make_flux_inputs(transformer.params, pair.x_t, e.latent_height,
                                           e.latent_width, e.cond.txt, e.cond.vec, t, guidance_),
-                         o_.precision);
+                         o_.precision, control_of(e));
     auto per_sample = flow_matching_loss_per_sample(pred, pair.target);  // [B]
     auto loss = (per_sample * b.loss_weights.to(device)).mean();
     forward_phase.end();
     PhaseRange backward_phase("backward");
+    if (in_backward_) in_backward_->arm(st.lr);  // (the updates happen in here)
     (loss / static_cast<double>(o_.grad_accum)).backward();
     backward_phase.end();
     loss_sum += loss.item<double>();
   }
   PhaseRange optimizer_phase("optimizer");
-  st.grad_norm = clip_grad_norm(p_.model->trainable(), o_.max_grad_norm);
-  p_.optimizer->step(st.lr);
-  p_.optimizer->zero_grad();
+  if (in_backward_) {
+    st.grad_norm = in_backward_->finish();
+  } else {
+    st.grad_norm = clip_grad_norm(p_.model->trainable(), o_.max_grad_norm);
+    p_.optimizer->step(st.lr);
+    p_.optimizer->zero_grad();
+  }
   optimizer_phase.end();
   st.loss = loss_sum / static_cast<double>(o_.grad_accum);
   return st;
@@ -288,7 +315,7 @@ double Trainer::validate() {
         predict_velocity(transformer,
                          make_flux_inputs(transformer.params, pair.x_t, e.latent_height,
                                           e.latent_width, e.cond.txt, e.cond.vec, t, guidance_),
-                         o_.precision);
+                         o_.precision, control_of(e));
     acc.add(flow_matching_loss_per_sample(pred, pair.target), b.timestep_indices);
   }
   acc.all_reduce(*p_.dist);
@@ -318,7 +345,7 @@ void Trainer::save(const std::string& dir) {
   state_.optimizer_steps = p_.optimizer->steps_taken();
   state_.samples_seen = p_.data->samples_seen();
   state_.data_batches = p_.data->position();
-  save_checkpoint_dir(dir, files, state_.to_json(), metadata);
+  save_checkpoint_dir(dir, files, state_.to_json(), metadata, p_.model->export_texts());
 }
 
 void Trainer::sample_validation_prompts(int64_t step) {
@@ -386,6 +413,13 @@ TrainResult Trainer::run(TrainState state) {
            p_.pipeline.image_tokens(p_.resolution, p_.resolution), p_.resolution,
            p_.pipeline.text->max_tokens(),
            o_.gradient_checkpointing ? ", activation checkpointing" : "");
+  // The memory plan's prediction, logged now and kept in summary.json beside the measured peak.
+  TrainOptions planned = o_;
+  planned.resolution = p_.resolution;
+  const MemoryPlan plan = plan_training_memory(
+      planned, p_.model->transformer().params,
+      p_.pipeline.image_tokens(p_.resolution, p_.resolution), p_.pipeline.text->max_tokens());
+  log_block(format_memory_plan(plan));
   log_info("data: {}, {} x {} x {} (batch x accumulation x ranks) per step, {} batches an epoch",
            p_.data->dataset().name(), o_.batch_size, o_.grad_accum, p_.dist->world_size(),
            p_.data->sampler().batches_per_epoch());
@@ -523,6 +557,9 @@ TrainResult Trainer::run(TrainState state) {
       {"device_hours", device_hours},
       {"validation", validations}};
   if (o_.price_per_hour > 0) throughput["cost"] = device_hours * o_.price_per_hour;
+  throughput["predicted_peak_bytes"] = static_cast<int64_t>(plan.total());
+  for (const auto& part : plan.parts)
+    throughput["memory_plan"][part.name] = static_cast<int64_t>(part.bytes);
   if (best_step && o_.save_best && o_.save_checkpoints)
     throughput["best_checkpoint"] = {{"step", *best_step},
                                      {"val_loss", *state_.best_val_loss},
@@ -566,6 +603,7 @@ TrainResult train(const Config& given) {
     record = {local_time_text(), resume->checkpoint.dir, resume->state.step, rc.changes};
   }
   normalise_model_path(cfg);
+  if (!resume && cfg.f("memory_budget_gb") > 0) apply_memory_budget(cfg);
   const TrainOptions options = TrainOptions::from_config(cfg);
   configure_threads(options.threads);
   const std::string run_dir =

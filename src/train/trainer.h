@@ -13,9 +13,11 @@
 #include "data/data_report.h"
 #include "data/loader.h"
 #include "dist/context.h"
+#include "model/flux_call.h"
 #include "sample/pipeline.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
+#include "train/optimizer_in_backward.h"
 #include "train/resume.h"
 #include "train/schedule.h"
 #include "train/train_options.h"
@@ -68,7 +70,10 @@ class Trainer {
     torch::Tensor x0;
     TextEmbeddings cond;
     int64_t latent_height = 0, latent_width = 0;
+    torch::Tensor control;  // [B, L, C] the control images' latents, packed (ControlNet runs)
   };
+  // The ControlNet's part in a call on `e` (none without a ControlNet).
+  ControlInput control_of(const Encoded& e);
   Encoded encode(const Batch& batch);
   StepStats train_step(int64_t step);
   double validate();
@@ -79,6 +84,7 @@ class Trainer {
 
   TrainParts p_;
   TrainOptions o_;
+  std::unique_ptr<OptimizerInBackward> in_backward_;  // optimizer_in_backward only
   std::string run_dir_, config_yaml_;
   TrainState state_;
   double guidance_ = 0;

@@ -114,12 +114,12 @@ TEST(BenchCli, FailedOutOfMemoryAndUnsupportedPointsAreRecordedAndTheSweepGoesOn
   auto dir = fresh_dir("failures");
   // bf16 weights need bf16 compute: the child exits with a UserError. 512 px makes the tiny
   // model's attention matrix 2 x 4 x 16396^2 floats (8.6 GB), beyond the 3 GB memory limit
-  // (activation checkpointing does not help: one block's forward still needs it). method
-  // controlnet is a feature not built yet; gradient_checkpointing is passed on to every point.
+  // (activation checkpointing does not help: one block's forward still needs it). Block swap is
+  // a feature not built yet; gradient_checkpointing is passed on to every point.
   std::ofstream(dir / "sweep.yaml")
       << "model: tiny\ndevice: cpu\nthreads: 1\nbatch_size: 2\nwarmup: 1\n"
          "measured: 2\nmemory_limit_gb: 3\ngradient_checkpointing: yes\nweights: [fp32, bf16]\n"
-         "resolution: [32, 512]\nmethod: [full, controlnet]\n";
+         "resolution: [32, 512]\nblocks_to_swap: [0, 8]\n";
   auto r = run("bench --config " + (dir / "sweep.yaml").string() + " --output_dir " + dir.string());
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(read(bench_dir(r) / "results.json"));
@@ -136,14 +136,14 @@ TEST(BenchCli, FailedOutOfMemoryAndUnsupportedPointsAreRecordedAndTheSweepGoesOn
   EXPECT_NE(read(bench_dir(r) / j["points"][0]["log"].get<std::string>())
                 .find("--gradient_checkpointing=true"),
             std::string::npos);
-  EXPECT_EQ(j["points"][1]["settings"]["method"], "controlnet");
+  EXPECT_EQ(j["points"][1]["settings"]["blocks_to_swap"], "8");
   EXPECT_NE(j["points"][1]["error"].get<std::string>().find("not implemented yet"),
             std::string::npos);
   EXPECT_TRUE(j["points"][1]["run_dir"].get<std::string>().empty());  // not run
   EXPECT_FALSE(j["points"][0]["figures"].is_null());
   const auto csv = csv_lines(bench_dir(r) / "runs_summary.csv");
   ASSERT_EQ(csv.size(), 9u);
-  EXPECT_EQ(csv[3].rfind("003-wfp32-512px-full,oom,", 0), 0u) << csv[3];
+  EXPECT_EQ(csv[3].rfind("003-wfp32-512px-blocks_to_swap_0,oom,", 0), 0u) << csv[3];
 }
 
 TEST(BenchCli, SampleModeTimesGenerationInProcess) {
@@ -306,8 +306,10 @@ TEST(BenchCli, DataModeTimesDecodingCachedLatentsAndPrepare) {
 TEST(BenchCli, ShippedSweepsAreValidAndDryRunListsTheirPoints) {
   const std::string dir = std::string(FLUXTRAIN_SOURCE_DIR) + "/configs/bench/";
   const std::vector<std::pair<std::string, int>> files = {
-      {"minimal.yaml", 6}, {"full.yaml", 42},   {"gpu-train.yaml", 6}, {"gpu-sample.yaml", 2},
-      {"data.yaml", 8},    {"methods.yaml", 8}, {"gpu-lora.yaml", 2}};
+      {"minimal.yaml", 6},      {"full.yaml", 42},          {"gpu-train.yaml", 6},
+      {"gpu-sample.yaml", 2},   {"data.yaml", 8},           {"methods.yaml", 8},
+      {"gpu-lora.yaml", 3},     {"savers.yaml", 6},         {"controlnet.yaml", 4},
+      {"gpu-finetune.yaml", 2}, {"gpu-controlnet.yaml", 1}, {"memory-plan.yaml", 12}};
   for (const auto& [file, points] : files) {
     auto r = run("bench --config " + dir + file + " --dry_run");
     ASSERT_EQ(r.code, 0) << file << ": " << r.out;

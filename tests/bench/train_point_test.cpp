@@ -35,12 +35,18 @@ TEST(TrainPoint, ChildArgumentsForcePointSettingsAndLeaveUnbuiltValuesOut) {
   EXPECT_FALSE(has("--lr=1e-5"));     // the sweep's lr replaces bench's default
   EXPECT_TRUE(has("--method=full"));  // a train key with a built value
   auto cn =
-      make_sweep(read_sweep_yaml_string("model: tiny\nmethod: [lora, controlnet]\n", "c.yaml"));
+      make_sweep(read_sweep_yaml_string("model: tiny\nmethod: [lora, controlnet]\n"
+                                        "blocks_to_swap: [0, 8]\n",
+                                        "c.yaml"));
   const auto cn_points = expand_grid(cn);
-  auto lora_args = train_point_args(cn, cn_points[0], "/out");
-  EXPECT_NE(std::find(lora_args.begin(), lora_args.end(), "--method=lora"), lora_args.end());
-  for (const auto& a : train_point_args(cn, cn_points[1], "/out"))
-    EXPECT_EQ(a.find("method"), std::string::npos) << a;  // controlnet: not built, not passed
+  ASSERT_EQ(cn_points.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    const auto args = train_point_args(cn, cn_points[i], "/out");
+    EXPECT_NE(std::find(args.begin(), args.end(), i < 2 ? "--method=lora" : "--method=controlnet"),
+              args.end());
+    for (const auto& a : args)
+      EXPECT_NE(a.rfind("--blocks_to_swap", 0), 0u) << a;  // not built, not passed
+  }
 }
 
 TEST(TrainPoint, OutcomesAreClassified) {

@@ -14,15 +14,13 @@
 namespace fs = std::filesystem;
 using namespace fluxtrain;
 
+using fluxtrain::testing::run_fluxtrain;
+
 namespace {
 
 using Result = fluxtrain::testing::CommandResult;
 
-Result run(const std::string& args) {
-  return fluxtrain::testing::run_fluxtrain(args);
-}
-
-fs::path fresh_dir(const std::string& name) {
+fs::path convertdir(const std::string& name) {
   return fluxtrain::testing::fresh_temp_dir("convert_" + name);
 }
 
@@ -50,15 +48,15 @@ size_t lines(const std::string& s) {
 }  // namespace
 
 TEST(ConvertCli, BflToDiffusersAndBackKeepsEveryByte) {
-  const auto dir = fresh_dir("roundtrip");
+  const auto dir = convertdir("roundtrip");
   const auto p = fixtures::tiny_repo_flux_params(true);
   const fs::path original = dir / "flux1-tiny.safetensors";
   fixtures::write_tiny_flux_transformer(original.string(), WeightLayout::kBfl, p, 21);
   fixtures::write_tiny_flux_transformer((dir / "fixture").string(), WeightLayout::kDiffusers, p,
                                         21);
 
-  auto r = run("convert --in " + original.string() + " --out " + (dir / "transformer").string() +
-               " --to diffusers");
+  auto r = run_fluxtrain("convert --in " + original.string() + " --out " +
+                         (dir / "transformer").string() + " --to diffusers");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(lines(r.out), 1u) << r.out;
   EXPECT_NE(r.out.find("(BFL) -> " + (dir / "transformer").string() + " (diffusers)"),
@@ -71,8 +69,8 @@ TEST(ConvertCli, BflToDiffusersAndBackKeepsEveryByte) {
             tensor_bytes(dir / "fixture" / "diffusion_pytorch_model.safetensors"));
   EXPECT_TRUE(fs::exists(dir / "transformer" / "config.json"));
 
-  r = run("convert --in " + (dir / "transformer").string() + " --out " +
-          (dir / "back.safetensors").string() + " --to bfl");
+  r = run_fluxtrain("convert --in " + (dir / "transformer").string() + " --out " +
+                    (dir / "back.safetensors").string() + " --to bfl");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("52 tensors"), std::string::npos) << r.out;
   EXPECT_EQ(read_bytes(dir / "back.safetensors"), read_bytes(original));
@@ -80,12 +78,12 @@ TEST(ConvertCli, BflToDiffusersAndBackKeepsEveryByte) {
 }
 
 TEST(ConvertCli, DtypeAndShardSize) {
-  const auto dir = fresh_dir("dtype");
+  const auto dir = convertdir("dtype");
   const auto p = fixtures::tiny_repo_flux_params(false);
   const fs::path original = dir / "flux.safetensors";
   fixtures::write_tiny_flux_transformer(original.string(), WeightLayout::kBfl, p, 22);
-  auto r = run("convert --in " + original.string() + " --out " + (dir / "bf16").string() +
-               " --to diffusers --dtype bf16 --max_shard_size 100KB");
+  auto r = run_fluxtrain("convert --in " + original.string() + " --out " + (dir / "bf16").string() +
+                         " --to diffusers --dtype bf16 --max_shard_size 100KB");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("(BF16)"), std::string::npos) << r.out;
   const fs::path index = dir / "bf16" / "diffusion_pytorch_model.safetensors.index.json";
@@ -100,12 +98,12 @@ TEST(ConvertCli, DtypeAndShardSize) {
   EXPECT_GT(shards.size(), 3u);
   for (const auto& [name, t] : bytes) EXPECT_EQ(t.first, "BF16") << name;
   // A sharded model named by its index file converts too (it is no LoRA file to open).
-  r = run("convert --in " + index.string() + " --out " + (dir / "from-index.safetensors").string() +
-          " --to bfl");
+  r = run_fluxtrain("convert --in " + index.string() + " --out " +
+                    (dir / "from-index.safetensors").string() + " --to bfl");
   ASSERT_EQ(r.code, 0) << r.out;
   // Back to fp32 BFL: the bf16 values, widened.
-  r = run("convert --in " + (dir / "bf16").string() + " --out " +
-          (dir / "back.safetensors").string() + " --to bfl --dtype fp32");
+  r = run_fluxtrain("convert --in " + (dir / "bf16").string() + " --out " +
+                    (dir / "back.safetensors").string() + " --to bfl --dtype fp32");
   ASSERT_EQ(r.code, 0) << r.out;
   SafetensorsFile back((dir / "back.safetensors").string()), orig(original.string());
   ASSERT_EQ(back.size(), orig.size());
@@ -117,18 +115,18 @@ TEST(ConvertCli, DtypeAndShardSize) {
 }
 
 TEST(ConvertCli, ExportsATrainingCheckpoint) {
-  const auto dir = fresh_dir("checkpoint");
-  auto t =
-      run("train --output_dir " + dir.string() +
-          " --name conv --steps 1 --batch_size 2 --val_samples 4 --final_eval none --threads 1");
+  const auto dir = convertdir("checkpoint");
+  auto t = run_fluxtrain(
+      "train --output_dir " + dir.string() +
+      " --name conv --steps 1 --batch_size 2 --val_samples 4 --final_eval none --threads 1");
   ASSERT_EQ(t.code, 0) << t.out;
   fs::path run_dir;
   for (auto& e : fs::directory_iterator(dir / "conv")) run_dir = e.path();
   const fs::path model = run_dir / "checkpoints" / "step-1" / "model.safetensors";
   ASSERT_TRUE(fs::exists(model));
 
-  auto r = run("convert --in " + run_dir.string() + " --out " + (dir / "diffusers").string() +
-               " --to diffusers");
+  auto r = run_fluxtrain("convert --in " + run_dir.string() + " --out " +
+                         (dir / "diffusers").string() + " --to diffusers");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("fluxtrain checkpoint"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("model tiny"), std::string::npos) << r.out;
@@ -140,12 +138,12 @@ TEST(ConvertCli, ExportsATrainingCheckpoint) {
   EXPECT_EQ(config["in_channels"], 48);
 
   // Both exports hold exactly the checkpoint's tensors.
-  r = run("convert --in " + run_dir.string() + " --out " + (dir / "bfl.safetensors").string() +
-          " --to bfl");
+  r = run_fluxtrain("convert --in " + run_dir.string() + " --out " +
+                    (dir / "bfl.safetensors").string() + " --to bfl");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(tensor_bytes(dir / "bfl.safetensors"), tensor_bytes(model));
-  r = run("convert --in " + (dir / "diffusers").string() + " --out " +
-          (dir / "back.safetensors").string() + " --to bfl");
+  r = run_fluxtrain("convert --in " + (dir / "diffusers").string() + " --out " +
+                    (dir / "back.safetensors").string() + " --to bfl");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(read_bytes(dir / "back.safetensors"), read_bytes(dir / "bfl.safetensors"));
   // The BFL file records the axes it cannot imply (head dim 32 would give 4, 14, 14).
@@ -155,7 +153,7 @@ TEST(ConvertCli, ExportsATrainingCheckpoint) {
 }
 
 TEST(ConvertCli, BadFlagsAndInputsAreOneLineErrors) {
-  const auto dir = fresh_dir("errors");
+  const auto dir = convertdir("errors");
   const std::string flux = (dir / "flux.safetensors").string();
   fixtures::write_tiny_flux_transformer(flux, WeightLayout::kBfl,
                                         fixtures::tiny_repo_flux_params(false), 1);
@@ -193,14 +191,14 @@ TEST(ConvertCli, BadFlagsAndInputsAreOneLineErrors) {
        dir.string() + ": is a directory (a BFL checkpoint is one .safetensors file)"},
   };
   for (const auto& c : cases) {
-    auto r = run("convert " + c.args);
+    auto r = run_fluxtrain("convert " + c.args);
     EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out;
     EXPECT_EQ(lines(r.out), 1u) << r.out;
     EXPECT_EQ(r.out.rfind("fluxtrain convert: error: ", 0), 0u) << r.out;
     EXPECT_NE(r.out.find(c.message), std::string::npos) << c.args << "\n" << r.out;
   }
   EXPECT_FALSE(fs::exists(out));
-  auto help = run("convert --help");
+  auto help = run_fluxtrain("convert --help");
   EXPECT_EQ(help.code, 0);
   EXPECT_NE(help.out.find("usage: fluxtrain convert --in PATH --out PATH --to bfl|diffusers"),
             std::string::npos)

@@ -21,6 +21,7 @@
 
 namespace fs = std::filesystem;
 using namespace fluxtrain;
+using fluxtrain::fixtures::mean_of;
 using fluxtrain::testing::run_fluxtrain;
 using fluxtrain::testing::TempDir;
 
@@ -29,24 +30,14 @@ namespace {
 Config lora_config(const std::string& model, const fs::path& out,
                    std::vector<std::string> extra = {}, bool adapter_keys = true) {
   Config c(train_schema());
-  std::vector<std::string> args = {
-      "--model",       model,      "--output_dir",  out.string(), "--resolution",   "32",
-      "--batch_size",  "4",        "--steps",       "12",         "--lr",           "1e-2",
-      "--lr_schedule", "constant", "--val_samples", "8",          "--final_eval",   "none",
-      "--threads",     "1",        "--log_every",   "100",        "--warmup_steps", "0",
-      "--method",      "lora"};
+  std::vector<std::string> args = fixtures::tiny_run_args(model, out.string());
+  args.insert(args.end(), {"--method", "lora"});
   if (adapter_keys)
     for (const char* a : {"--lora_rank", "4", "--lora_alpha", "8", "--lora_targets", "all"})
       args.push_back(a);
   args.insert(args.end(), extra.begin(), extra.end());
   parse_args(c, args);
   return c;
-}
-
-double mean(const std::vector<double>& v, size_t from, size_t n) {
-  double s = 0;
-  for (size_t i = from; i < from + n; ++i) s += v[i];
-  return s / static_cast<double>(n);
 }
 
 }  // namespace
@@ -58,7 +49,7 @@ TEST(Lora, TrainsAdaptersOnlyAndSavesEveryLayoutWithTheSameDeltas) {
   auto r = train(lora_config(repo, tmp.path() / "runs", {"--lora_save_dtype", "fp32"}));
   const auto losses = fixtures::train_losses(r.run_dir);
   ASSERT_EQ(losses.size(), 12u);
-  EXPECT_LT(mean(losses, 9, 3), 0.9 * mean(losses, 0, 3));
+  EXPECT_LT(mean_of(losses, 9, 3), 0.9 * mean_of(losses, 0, 3));
   const fs::path step = fs::path(r.run_dir) / "checkpoints" / "step-12";
   auto ck = load_checkpoint_dir(step.string());
   EXPECT_EQ(ck.state["method"], "lora");
@@ -195,7 +186,7 @@ TEST(Lora, DoraTrainsAndSavesTheDiffusersLayoutAndAFileStartsARun) {
   fixtures::write_tiny_flux_repo(repo, fixtures::RepoLayout::kBfl, false, 43);
   auto r = train(lora_config(repo, tmp.path() / "runs", {"--use_dora", "true"}));
   const auto losses = fixtures::train_losses(r.run_dir);
-  EXPECT_LT(mean(losses, 9, 3), 0.9 * mean(losses, 0, 3));
+  EXPECT_LT(mean_of(losses, 9, 3), 0.9 * mean_of(losses, 0, 3));
   const fs::path step = fs::path(r.run_dir) / "checkpoints" / "step-12";
   EXPECT_TRUE(fs::exists(step / "pytorch_lora_weights.safetensors"));
   EXPECT_FALSE(fs::exists(step / "lora_kohya.safetensors"));  // kohya has no DoRA
@@ -229,4 +220,21 @@ TEST(Lora, DoraTrainsAndSavesTheDiffusersLayoutAndAFileStartsARun) {
               TrainOptions::from_config(c);
             }),
             "--lora_rank: only with method lora (method is full)");
+}
+
+TEST(Lora, TrainsOnAnInt8OrFp8BaseAndTheFilesHoldOnlyAdapters) {
+  TempDir tmp;
+  const std::string repo = tmp / "model";
+  fixtures::write_tiny_flux_repo(repo, fixtures::RepoLayout::kBfl, true, 44);
+  for (const std::string kind : {"int8", "fp8"}) {
+    auto r = train(lora_config(repo, tmp.path() / kind, {"--base_weights", kind}));
+    const auto losses = fixtures::train_losses(r.run_dir);
+    EXPECT_LT(mean_of(losses, 9, 3), 0.9 * mean_of(losses, 0, 3)) << kind;
+    const auto w = read_lora_file(
+        (fs::path(r.run_dir) / "checkpoints" / "step-12" / "lora_kohya.safetensors").string());
+    EXPECT_GT(w.modules.size(), 0u) << kind;
+  }
+  auto bad = run_fluxtrain("train --model " + repo + " --base_weights int8 --steps 1");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("method full trains the base"), std::string::npos) << bad.out;
 }

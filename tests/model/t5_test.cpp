@@ -15,6 +15,7 @@
 #include "test_util.h"
 
 using namespace fluxtrain;
+using fluxtrain::fixtures::max_abs_diff;
 using fluxtrain::testing::error_of;
 using fluxtrain::testing::fresh_temp_dir;
 using Weights = std::map<std::string, torch::Tensor>;
@@ -91,10 +92,6 @@ torch::Tensor reference_encoder(const Weights& w, const T5Config& c, const torch
 // Ids long enough for every bucket: 150 tokens reach distances past max_distance 128.
 torch::Tensor test_ids(int64_t T, int64_t vocab, int64_t seed) {
   return torch::remainder(torch::arange(T, torch::kLong) * 7 + seed * 13, vocab);
-}
-
-double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
 }
 
 }  // namespace

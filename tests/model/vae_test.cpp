@@ -14,6 +14,7 @@
 #include "test_util.h"
 
 using namespace fluxtrain;
+using fluxtrain::fixtures::max_abs_diff;
 using fluxtrain::testing::error_of;
 using fluxtrain::testing::fresh_temp_dir;
 using Weights = std::map<std::string, torch::Tensor>;
@@ -119,10 +120,6 @@ torch::Tensor ref_decoder(const Weights& w, const torch::Tensor& z) {
 }
 
 // ---- Helpers.
-
-double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
-}
 
 torch::Tensor test_images(std::vector<int64_t> shape, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);

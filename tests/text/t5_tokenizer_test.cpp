@@ -21,9 +21,9 @@ using Ids = std::vector<int64_t>;
 namespace {
 
 // Fixture ids (see t5_fixture.h).
-constexpr int64_t kPad = 0, kEos = 1, kUnk = 2, kSpace = 3, kA = 4, kCat = 5, kAt = 7, kS = 8,
-                  kH = 9, kThe = 11, kEs = 14, kComma = 15, kBang = 16, kDot = 17, kFish = 18,
-                  kCafe = 21, kNihon = 23, kNi = 24, kBigA = 26, kDog = 29, kC = 30;
+constexpr int64_t kPad = 0, kT5Eos = 1, kUnk = 2, kSpace = 3, kA = 4, kT5Cat = 5, kAt = 7, kS = 8,
+                  kH = 9, kT5The = 11, kEs = 14, kComma = 15, kBang = 16, kDot = 17, kFish = 18,
+                  kT5Cafe = 21, kNihon = 23, kNi = 24, kBigA = 26, kT5Dog = 29, kC = 30;
 const std::string kU = "\xE2\x96\x81";  // ▁
 
 const T5Tokenizer& tok() {
@@ -47,13 +47,13 @@ bool one_line(const std::string& s) {
 TEST(T5Tokenizer, FixtureModelSpecialIdsFromTheModel) {
   const auto& t = tok();
   EXPECT_EQ(t.piece_count(), 41);
-  EXPECT_EQ(t.eos_id(), kEos);
+  EXPECT_EQ(t.eos_id(), kT5Eos);
   EXPECT_EQ(t.pad_id(), kPad);
   EXPECT_EQ(t.unk_id(), kUnk);
   EXPECT_EQ(t.extra_ids(), 100);
   EXPECT_EQ(t.vocab_size(), 141);
-  EXPECT_EQ(t.token_id(kU + "cat"), kCat);
-  EXPECT_EQ(t.token_id("</s>"), kEos);
+  EXPECT_EQ(t.token_id(kU + "cat"), kT5Cat);
+  EXPECT_EQ(t.token_id("</s>"), kT5Eos);
   EXPECT_EQ(t.token_id("<extra_id_0>"), 140);  // piece_count + extra_ids - 1 - i (T5: 32099)
   EXPECT_EQ(t.token_id("<extra_id_99>"), 41);
   EXPECT_FALSE(t.token_id("cat").has_value());
@@ -75,13 +75,13 @@ TEST(T5Tokenizer, FixtureModelSpecialIdsFromTheModel) {
 TEST(T5Tokenizer, SegmentationMaximisesTheSummedScore) {
   const auto& t = tok();
   // "▁a▁cat": ▁a (-2.5) beats ▁ a (-6.5); ▁cat (-3) beats ▁c at (-6), ▁ca t (-8.5).
-  EXPECT_EQ(t.encode("a cat"), (Ids{kA, kCat}));
+  EXPECT_EQ(t.encode("a cat"), (Ids{kA, kT5Cat}));
   // ▁hat (-9) loses to ▁h at (-5.5) and to ▁ h at (-8.5): a longer piece is not preferred as such.
   EXPECT_EQ(t.encode("hat"), (Ids{kH, kAt}));
   // ▁the (-2) beats ▁th e (-6); ▁sat (-7) loses to ▁s at (-5.5).
-  EXPECT_EQ(t.encode("the cat sat"), (Ids{kThe, kCat, kS, kAt}));
+  EXPECT_EQ(t.encode("the cat sat"), (Ids{kT5The, kT5Cat, kS, kAt}));
   // ▁dog (-4) beats ▁d og (-6.5); then s (-3).
-  EXPECT_EQ(t.encode("dogs"), (Ids{kDog, kEs}));
+  EXPECT_EQ(t.encode("dogs"), (Ids{kT5Dog, kEs}));
   EXPECT_EQ(t.tokenize("the cat sat"),
             (std::vector<std::string>{kU + "the", kU + "cat", kU + "s", "at"}));
   // The Viterbi step alone, on already normalized text: "▁acat" -> ▁a c at (-9) over ▁ a c at
@@ -94,8 +94,8 @@ TEST(T5Tokenizer, DummyPrefixAndWhitespace) {
   EXPECT_EQ(t.normalize("a cat"), kU + "a" + kU + "cat");
   // Leading, trailing and repeated spaces go; tabs and U+3000 are spaces by the charsmap.
   EXPECT_EQ(t.normalize("   a    cat  "), kU + "a" + kU + "cat");
-  EXPECT_EQ(t.encode("   a    cat  "), (Ids{kA, kCat}));
-  EXPECT_EQ(t.encode("a\t \tcat"), (Ids{kA, kCat}));
+  EXPECT_EQ(t.encode("   a    cat  "), (Ids{kA, kT5Cat}));
+  EXPECT_EQ(t.encode("a\t \tcat"), (Ids{kA, kT5Cat}));
   EXPECT_EQ(t.encode("\xE3\x80\x80"
                      "a"),
             (Ids{kA}));
@@ -110,8 +110,8 @@ TEST(T5Tokenizer, PrecompiledCharsmapRules) {
   EXPECT_EQ(t.normalize("\xEF\xAC\x81sh"), kU + "fish");
   EXPECT_EQ(t.encode("\xEF\xAC\x81sh"), (Ids{kFish}));
   // e + U+0301 (3 bytes, longest rule) -> U+00E9; the same ids as the precomposed "café".
-  EXPECT_EQ(t.encode("cafe\xCC\x81"), (Ids{kCafe}));
-  EXPECT_EQ(t.encode("caf\xC3\xA9"), (Ids{kCafe}));
+  EXPECT_EQ(t.encode("cafe\xCC\x81"), (Ids{kT5Cafe}));
+  EXPECT_EQ(t.encode("caf\xC3\xA9"), (Ids{kT5Cafe}));
   // Plain "e" has no rule of its own (only a longer one starts with it).
   EXPECT_EQ(t.normalize("e"), kU + "e");
   // Fullwidth A -> "A": ▁ A.
@@ -130,7 +130,7 @@ TEST(T5Tokenizer, UnknownCharactersAndUnicode) {
   const auto& t = tok();
   // No piece starts with "Z": an <unk> (score -9 - 10) per character, "▁" stays a piece; a run of
   // unknown characters is one <unk> (sentencepiece merges them), surface "ZZ".
-  EXPECT_EQ(t.encode("a Z cat"), (Ids{kA, kSpace, kUnk, kCat}));
+  EXPECT_EQ(t.encode("a Z cat"), (Ids{kA, kSpace, kUnk, kT5Cat}));
   EXPECT_EQ(t.encode("ZZ"), (Ids{kSpace, kUnk}));
   EXPECT_EQ(t.tokenize("ZZ"), (std::vector<std::string>{kU, "ZZ"}));
   EXPECT_EQ(t.encode("ZeZZ"), (Ids{kSpace, kUnk, 13, kUnk}));
@@ -144,21 +144,21 @@ TEST(T5Tokenizer, UnknownCharactersAndUnicode) {
 
 TEST(T5Tokenizer, Punctuation) {
   const auto& t = tok();
-  EXPECT_EQ(t.encode("cat, hat!"), (Ids{kCat, kComma, kH, kAt, kBang}));
+  EXPECT_EQ(t.encode("cat, hat!"), (Ids{kT5Cat, kComma, kH, kAt, kBang}));
   EXPECT_EQ(t.encode("a."), (Ids{kA, kDot}));
   EXPECT_EQ(t.encode("a ."), (Ids{kA, kSpace, kDot}));
 }
 
 TEST(T5Tokenizer, SpecialTokensInTheText) {
   const auto& t = tok();
-  EXPECT_EQ(t.encode("a</s>"), (Ids{kA, kEos}));
-  EXPECT_EQ(t.encode("<pad>cat"), (Ids{kPad, kCat}));  // each chunk gets its own "▁"
-  EXPECT_EQ(t.encode("<extra_id_0> cat<extra_id_99><unk>"), (Ids{140, kCat, 41, kUnk}));
+  EXPECT_EQ(t.encode("a</s>"), (Ids{kA, kT5Eos}));
+  EXPECT_EQ(t.encode("<pad>cat"), (Ids{kPad, kT5Cat}));  // each chunk gets its own "▁"
+  EXPECT_EQ(t.encode("<extra_id_0> cat<extra_id_99><unk>"), (Ids{140, kT5Cat, 41, kUnk}));
   EXPECT_EQ(t.tokenize("a</s>"), (std::vector<std::string>{kU + "a", "</s>"}));
   // "<extra_id_100>" is not a token (100 extra ids): plain text, "<" etc. unknown.
   EXPECT_EQ(t.encode("<extra_id_100>")[1], kUnk);
   // A text that already ends with </s> gets no second one (as T5Tokenizer).
-  EXPECT_EQ(t.encode_padded("a</s>", 4), (Ids{kA, kEos, kPad, kPad}));
+  EXPECT_EQ(t.encode_padded("a</s>", 4), (Ids{kA, kT5Eos, kPad, kPad}));
 
   // extra_ids from tokenizer_config.json beside the model.
   const auto dir = fresh_temp_dir("t5_tok_extra");
@@ -171,28 +171,28 @@ TEST(T5Tokenizer, SpecialTokensInTheText) {
 
 TEST(T5Tokenizer, PaddingTruncationAndEmptyPrompt) {
   const auto& t = tok();
-  EXPECT_EQ(t.encode_padded("a cat", 6), (Ids{kA, kCat, kEos, kPad, kPad, kPad}));
+  EXPECT_EQ(t.encode_padded("a cat", 6), (Ids{kA, kT5Cat, kT5Eos, kPad, kPad, kPad}));
   // Exactly max_length - 1 ids: </s> fills the last place.
-  EXPECT_EQ(t.encode_padded("a cat", 3), (Ids{kA, kCat, kEos}));
+  EXPECT_EQ(t.encode_padded("a cat", 3), (Ids{kA, kT5Cat, kT5Eos}));
   // Longer: cut to max_length - 1, </s> kept last.
   std::string longp;
   for (int i = 0; i < 600; ++i) longp += "a ";
   const auto ids = t.encode_padded(longp, 512);
   ASSERT_EQ(ids.size(), 512u);
   for (int i = 0; i < 511; ++i) ASSERT_EQ(ids[i], kA) << i;
-  EXPECT_EQ(ids[511], kEos);
-  EXPECT_EQ(t.encode_padded(longp, 1), (Ids{kEos}));
+  EXPECT_EQ(ids[511], kT5Eos);
+  EXPECT_EQ(t.encode_padded(longp, 1), (Ids{kT5Eos}));
   // Empty prompt (caption dropout, unconditional branch): </s> then padding.
-  EXPECT_EQ(t.encode_padded("", 4), (Ids{kEos, kPad, kPad, kPad}));
-  EXPECT_EQ(t.encode_padded("   ", 4), (Ids{kEos, kPad, kPad, kPad}));
+  EXPECT_EQ(t.encode_padded("", 4), (Ids{kT5Eos, kPad, kPad, kPad}));
+  EXPECT_EQ(t.encode_padded("   ", 4), (Ids{kT5Eos, kPad, kPad, kPad}));
   EXPECT_NE(error_of([&] { t.encode_padded("a", 0); }).find("max_length"), std::string::npos);
 
   const auto batch = t.encode_batch({"a cat", ""}, 5);
   ASSERT_EQ(batch.sizes(), (std::vector<int64_t>{2, 5}));
   EXPECT_EQ(batch.scalar_type(), torch::kInt64);
   EXPECT_TRUE(torch::equal(
-      batch,
-      torch::tensor({kA, kCat, kEos, kPad, kPad, kEos, kPad, kPad, kPad, kPad}).view({2, 5})));
+      batch, torch::tensor({kA, kT5Cat, kT5Eos, kPad, kPad, kT5Eos, kPad, kPad, kPad, kPad})
+                 .view({2, 5})));
 }
 
 TEST(T5Tokenizer, ProtobufReaderRoundTripAndUnknownFields) {
@@ -234,7 +234,7 @@ TEST(T5Tokenizer, NormalizerSwitches) {
   m.add_dummy_prefix = false;
   const T5Tokenizer t(write_model("t5_tok_switches", m));
   EXPECT_EQ(t.normalize(" a  cat "), kU + "a" + kU + kU + "cat" + kU);
-  EXPECT_EQ(t.encode("a cat"), (Ids{31, kCat}));  // "a" alone is piece 31
+  EXPECT_EQ(t.encode("a cat"), (Ids{31, kT5Cat}));  // "a" alone is piece 31
 }
 
 TEST(T5Tokenizer, ByteFallbackAndUserDefinedPieces) {
@@ -258,8 +258,8 @@ TEST(T5Tokenizer, ByteFallbackAndUserDefinedPieces) {
 TEST(T5Tokenizer, FindsTheModelInAFolder) {
   const auto root = fresh_temp_dir("t5_tok_dirs");
   fixtures::write_tiny_t5_tokenizer((root / "tokenizer_2").string());
-  EXPECT_EQ(T5Tokenizer((root / "tokenizer_2").string()).encode("a cat"), (Ids{kA, kCat}));
-  EXPECT_EQ(T5Tokenizer(root.string()).encode("a cat"), (Ids{kA, kCat}));  // a FLUX repository
+  EXPECT_EQ(T5Tokenizer((root / "tokenizer_2").string()).encode("a cat"), (Ids{kA, kT5Cat}));
+  EXPECT_EQ(T5Tokenizer(root.string()).encode("a cat"), (Ids{kA, kT5Cat}));  // a FLUX repository
 }
 
 TEST(T5Tokenizer, MissingOrCorruptFileIsOneLineUserError) {
