@@ -103,6 +103,13 @@ CheckpointTransformer checkpoint_transformer(const std::string& path, const std:
   run.set("weights", precision_name(build), "convert");
   run.set("precision", precision_name(build), "convert");
   const TrainOptions ro = TrainOptions::from_config(run);
+  if (ro.method == "controlnet")
+    user_error(
+        "checkpoint '{}': a ControlNet run trains no transformer weights; the checkpoint "
+        "is itself a diffusers ControlNet (config.json + diffusion_pytorch_model"
+        ".safetensors: load it with FluxControlNetModel.from_pretrained or sample "
+        "--controlnet)",
+        dir);
   Flux transformer = build_transformer(ro);
   auto model = build_trained_model(ro, transformer);
   model->load_checkpoint(model_file);

@@ -96,7 +96,8 @@ int cmd_info(const Args& args) {
   std::string where = "not allocated (counted by shape)";
   std::map<std::string, std::string> stored_dtype;  // from a checkpoint
   std::vector<std::string> train_blocks;            // a checkpoint's selection (empty: all)
-  bool lora = false;                                // a LoRA checkpoint: the base is frozen
+  bool lora = false;              // a LoRA or ControlNet checkpoint: the base is frozen
+  std::string checkpoint_method;  // a checkpoint's method (the plan's default)
   const auto names = model_preset_names();
   const bool is_preset = std::find(names.begin(), names.end(), model) != names.end();
   std::optional<FluxWeights> weights;  // a model on disk
@@ -124,15 +125,17 @@ int cmd_info(const Args& args) {
     }
     const auto& f = ck.file("model.safetensors");
     where = "cpu (checkpoint " + dir + ")";
-    if (ck.state.value("method", std::string("full")) == "lora") {
-      lora = true;
-      int64_t adapter_params = 0;
-      for (const auto& n : f.names()) adapter_params += f.info(n).numel();
+    checkpoint_method = ck.state.value("method", std::string("full"));
+    if (checkpoint_method == "lora" || checkpoint_method == "controlnet") {
+      lora = true;  // (the base is frozen either way)
+      int64_t trained = 0;
+      for (const auto& n : f.names()) trained += f.info(n).numel();
       std::printf(
-          "checkpoint %s: step %lld, LoRA: %zu adapter tensors, %s parameters train; the base "
+          "checkpoint %s: step %lld, %s: %zu tensors, %s parameters train; the base "
           "below is frozen\n",
-          dir.c_str(), static_cast<long long>(ck.state.value("step", int64_t{0})), f.size(),
-          format_thousands(adapter_params).c_str());
+          dir.c_str(), static_cast<long long>(ck.state.value("step", int64_t{0})),
+          checkpoint_method == "lora" ? "LoRA" : "ControlNet", f.size(),
+          format_thousands(trained).c_str());
     } else {
       for (const auto& n : f.names()) stored_dtype[n] = f.info(n).dtype;
       if (ck.state.contains("train_blocks"))
@@ -193,7 +196,8 @@ int cmd_info(const Args& args) {
               format_thousands(total_trainable).c_str());
   // The memory plan for training this model with the plan keys.
   TrainOptions o;
-  o.method = cfg.s("method");
+  o.method =
+      cfg.is_set("method") || checkpoint_method.empty() ? cfg.s("method") : checkpoint_method;
   o.device =
       cfg.s("device") == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   o.weights = parse_precision(dtype);

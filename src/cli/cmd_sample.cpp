@@ -235,6 +235,11 @@ int sample_checkpoint(const Config& cfg, const std::vector<std::string>& prompts
   model->load_checkpoint(ckpt.checkpoint.file("model.safetensors"));
   const bool ema = cfg.b("use_ema") && ckpt.checkpoint.has_file("ema.safetensors");
   if (ema) model->load_averaged(ckpt.checkpoint.file("ema.safetensors"));
+  if (!cfg.list("lora").empty() && ro.base_weights != BaseWeights::kDense)
+    user_error(
+        "--lora: checkpoint '{}' keeps its base in {} (base_weights), which LoRA files "
+        "cannot be merged into; sample its base model with --model and --lora",
+        dir, base_weights_name(ro.base_weights));
   for (const auto& l : cfg.list("lora")) merge_lora_file(*pipe.transformer, parse_lora_spec(l));
 
   SampleOptions o = default_sample_options(pipe.preset);

@@ -93,9 +93,12 @@ torch::ScalarType compute_dtype(const torch::Tensor& x) {
 }
 
 struct QuantizedLinearFunction : torch::autograd::Function<QuantizedLinearFunction> {
+  // `bias` is always a defined tensor here (libtorch 1.13's apply() needs every tensor argument
+  // defined): an empty one [0] when the layer has none.
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& codes, const torch::Tensor& scale,
-                               const torch::Tensor& bias, int64_t kind) {
+                               const torch::Tensor& bias_or_empty, int64_t kind) {
+    const torch::Tensor bias = bias_or_empty.numel() > 0 ? bias_or_empty : torch::Tensor();
     QuantizedWeight w{static_cast<BaseWeights>(kind), codes, scale};
     const auto dt = compute_dtype(x);
     ctx->saved_data["codes"] = codes;  // (resident anyway: no copy)
@@ -134,7 +137,9 @@ torch::Tensor quantized_linear(const torch::Tensor& x, const QuantizedWeight& w,
     return torch::nn::functional::linear(x.to(dt), w.dequantize(dt),
                                          bias.defined() ? bias.to(dt) : bias);
   }
-  return QuantizedLinearFunction::apply(x, w.codes, w.scale, bias, static_cast<int64_t>(w.kind));
+  return QuantizedLinearFunction::apply(x, w.codes, w.scale,
+                                        bias.defined() ? bias : torch::empty({0}, x.options()),
+                                        static_cast<int64_t>(w.kind));
 }
 
 }  // namespace fluxtrain

@@ -28,6 +28,7 @@ class ControlNetFineTune : public TrainedModel {
   bool saves_complete_model() const override { return false; }
   NamedTensors checkpoint_tensors() const override;
   void load_checkpoint(const SafetensorsFile& file) override;
+  void load_averaged(const SafetensorsFile& file) override { load_checkpoint(file); }
   std::string describe() const override;
   std::map<std::string, ExportFile> export_files(int64_t step) const override;
   std::map<std::string, std::string> export_texts() const override;

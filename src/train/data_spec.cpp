@@ -294,6 +294,12 @@ TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t pat
   ControlImageOptions c = o.control;
   c.transform = o.transform;
   if (c.source != "canny") {
+    if (!o.val_data.empty() || !o.class_data.empty())
+      user_error(
+          "control_images '{}': a control folder mirrors the training folder only; "
+          "val_data / class_data have no control images (use val_split, or "
+          "control_images canny)",
+          c.source);
     if (d.format != "imagefolder")
       user_error("control_images '{}': a control folder goes with an image folder, `data` is {}",
                  c.source, d.format);

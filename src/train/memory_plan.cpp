@@ -70,8 +70,14 @@ double optimizer_bytes(const Trainable& t, const AdamWOptions& a) {
 
 // Activation bytes of the blocks: `kinds` lists each block (false: double, true: single) with its
 // LoRA ranks per token (elements per token beyond the block's own).
-double activation_bytes(const std::vector<std::pair<bool, double>>& blocks, const TrainOptions& o,
-                        int64_t H, int64_t heads, int64_t Li, int64_t Lt, std::string* how,
+struct PlannedBlock {
+  bool single = false;
+  double extra_per_token = 0;  // LoRA intermediates (elements per sample)
+  int64_t index = 0;           // in its stack: checkpointing counts each stack from 0
+};
+
+double activation_bytes(const std::vector<PlannedBlock>& blocks, const TrainOptions& o, int64_t H,
+                        int64_t heads, int64_t Li, int64_t Lt, std::string* how,
                         double* largest_block) {
   const double B = static_cast<double>(o.batch_size), L = static_cast<double>(Li + Lt);
   const double cb = dtype_bytes(o.precision);
@@ -81,12 +87,11 @@ double activation_bytes(const std::vector<std::pair<bool, double>>& blocks, cons
   *largest_block = 0;
   int checkpointed = 0;
   for (size_t i = 0; i < blocks.size(); ++i) {
-    const double per_token = blocks[i].first ? kSingleBlockPerToken : kDoubleBlockPerToken;
-    const double full = B * ((per_token * H * L + blocks[i].second) * cb + probs);
+    const double per_token = blocks[i].single ? kSingleBlockPerToken : kDoubleBlockPerToken;
+    const double full = B * ((per_token * H * L + blocks[i].extra_per_token) * cb + probs);
     *largest_block = std::max(*largest_block, full);
-    const bool ckpt =
-        o.gradient_checkpointing &&
-        static_cast<int64_t>(i) % std::max<int64_t>(1, o.gradient_checkpointing_every) == 0;
+    const bool ckpt = o.gradient_checkpointing &&
+                      blocks[i].index % std::max<int64_t>(1, o.gradient_checkpointing_every) == 0;
     if (ckpt) {
       kept += B * H * L * cb;  // the block's inputs
       largest_full = std::max(largest_full, full);
@@ -147,9 +152,10 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
 
   // What trains.
   Trainable t;
-  std::vector<std::pair<bool, double>> blocks;  // (single, extra elements per token)
-  for (int64_t i = 0; i < params.depth; ++i) blocks.push_back({false, 0});
-  for (int64_t i = 0; i < params.depth_single_blocks; ++i) blocks.push_back({true, 0});
+  std::vector<PlannedBlock> blocks;  // the base's double then single blocks, then a ControlNet's
+  for (int64_t i = 0; i < params.depth; ++i) blocks.push_back({false, 0, i});
+  for (int64_t i = 0; i < params.depth_single_blocks; ++i)
+    blocks.push_back({true, 0, params.depth + i});
   double extra_bytes = 0;
   std::string what;
   if (o.method == "full") {
@@ -175,7 +181,7 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
         const bool single = layer.rfind("single_blocks.", 0) == 0;
         const bool txt = !single && layer.find(".txt_") != std::string::npos;
         const double tokens = single ? Li + Lt : (txt ? Lt : Li);
-        blocks[static_cast<size_t>(single ? params.depth + index : index)].second +=
+        blocks[static_cast<size_t>(single ? params.depth + index : index)].extra_per_token +=
             static_cast<double>(r) * tokens;
       }
     }
@@ -192,8 +198,8 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
     }
     t.tensors.push_back(H * params.in_channels);
     t.tensors.push_back(H);
-    for (int64_t i = 0; i < c.depth; ++i) blocks.push_back({false, 0});
-    for (int64_t i = 0; i < c.depth_single_blocks; ++i) blocks.push_back({true, 0});
+    for (int64_t i = 0; i < c.depth; ++i) blocks.push_back({false, 0, i});
+    for (int64_t i = 0; i < c.depth_single_blocks; ++i) blocks.push_back({true, 0, c.depth + i});
     what = fmt::format("controlnet {} double + {} single blocks", c.depth, c.depth_single_blocks);
   } else {
     user_error("method '{}': expected full, lora or controlnet", o.method);
@@ -237,8 +243,11 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
     workspace += 2.0 * static_cast<double>(o.batch_size * params.num_heads) * L * L * 4.0;
     ws_how.push_back("one block's attention scores and probabilities in forward");
   }
-  if (quantized) {
-    workspace += dtype_bytes(o.precision) * static_cast<double>(largest_block_linear);
+  if (quantized) {  // int8: codes in the compute dtype, times the scales; fp8: int32 indices, the
+                    // float32 gather, then the same two
+    const double per_value =
+        2 * dtype_bytes(o.precision) + (o.base_weights == BaseWeights::kFp8 ? 8.0 : 0.0);
+    workspace += per_value * static_cast<double>(largest_block_linear);
     ws_how.push_back("one dequantized layer");
   }
   plan.parts.push_back(

@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace fluxtrain {
@@ -33,7 +34,18 @@ OptimizerInBackward::OptimizerInBackward(AdamW& optimizer, double max_grad_norm)
   }
 }
 
-OptimizerInBackward::~OptimizerInBackward() = default;
+OptimizerInBackward::~OptimizerInBackward() {
+  // The accumulators may outlive this (a graph still referring to them): take the hooks out.
+  for (auto& acc : accumulators_) {
+    auto& hooks = acc->post_hooks();
+    hooks.erase(std::remove_if(hooks.begin(), hooks.end(),
+                               [&](const std::unique_ptr<torch::autograd::FunctionPostHook>& h) {
+                                 const auto* mine = dynamic_cast<const Hook*>(h.get());
+                                 return mine && mine->owner == this;
+                               }),
+                hooks.end());
+  }
+}
 
 void OptimizerInBackward::arm(double lr) {
   optimizer_.begin_step();
@@ -55,7 +67,8 @@ void OptimizerInBackward::on_gradient(size_t i) {
   torch::Tensor g = p.grad();
   // On the device, without a synchronisation per parameter: the factor is 1 (exactly) when the
   // gradient is within max_grad_norm.
-  const auto sq = g.to(torch::kDouble).pow(2).sum();
+  const auto sq =  // (accumulated in float64 without a float64 copy of the gradient)
+      torch::linalg_vector_norm(g, 2, c10::nullopt, false, torch::kDouble).square();
   sum_sq_ = sum_sq_.defined() ? sum_sq_ + sq : sq;
   if (max_norm_ > 0) g = g * (max_norm_ / (sq.sqrt() + 1e-6)).clamp_max(1.0).to(g.scalar_type());
   optimizer_.update(i, g, lr_);

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/torch_compat.h"
+#include "model/controlnet.h"
 #include "model/flux_call.h"
 #include "model/latents.h"
 #include "train/flow_matching.h"
@@ -416,6 +417,10 @@ TrainResult Trainer::run(TrainState state) {
   // The memory plan's prediction, logged now and kept in summary.json beside the measured peak.
   TrainOptions planned = o_;
   planned.resolution = p_.resolution;
+  if (const auto* net = p_.model->controlnet()) {  // (controlnet_init brings its own depths)
+    planned.controlnet.double_blocks = net->params.depth;
+    planned.controlnet.single_blocks = net->params.depth_single_blocks;
+  }
   const MemoryPlan plan = plan_training_memory(
       planned, p_.model->transformer().params,
       p_.pipeline.image_tokens(p_.resolution, p_.resolution), p_.pipeline.text->max_tokens());

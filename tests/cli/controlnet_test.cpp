@@ -76,6 +76,15 @@ TEST(ControlNetRun, TrainsTheControlNetOnlyAndItsCheckpointIsADiffusersControlNe
   load_controlnet(*net, files);
   for (const auto& item : net->named_parameters())
     EXPECT_TRUE(torch::equal(item.value(), model.load(item.key()))) << item.key();
+  auto info = run_fluxtrain("info --checkpoint " + r.run_dir +
+                            " --controlnet_double_blocks 1 "
+                            "--controlnet_single_blocks 1");
+  ASSERT_EQ(info.code, 0) << info.out;
+  EXPECT_NE(info.out.find("ControlNet: " + std::to_string(model.size()) + " tensors"),
+            std::string::npos)
+      << info.out;
+  EXPECT_NE(info.out.find("memory plan: controlnet 1 double + 1 single blocks"), std::string::npos)
+      << info.out;
   SafetensorsFile diffusers((step / "diffusion_pytorch_model.safetensors").string());
   EXPECT_TRUE(diffusers.contains("transformer_blocks.0.attn.to_q.weight"));
   EXPECT_TRUE(diffusers.contains("controlnet_x_embedder.weight"));
@@ -119,6 +128,20 @@ TEST(ControlNetRun, TrainsTheControlNetOnlyAndItsCheckpointIsADiffusersControlNe
   auto no_source = run_fluxtrain("train --model " + repo + " --method controlnet --steps 1");
   EXPECT_EQ(no_source.code, 2);
   EXPECT_NE(no_source.out.find("give control_images"), std::string::npos) << no_source.out;
+  auto convert = run_fluxtrain("convert --in " + r.run_dir + " --out " + (tmp / "x.safetensors") +
+                               " --to bfl");
+  EXPECT_EQ(convert.code, 2);
+  EXPECT_NE(convert.out.find("is itself a diffusers ControlNet"), std::string::npos) << convert.out;
+  // A control folder mirrors the training folder: val_data has none.
+  fixtures::write_text(tmp / "imgs/a.png", encode_png(hwc));
+  fixtures::write_text(tmp / "imgs/a.txt", "a square");
+  fs::create_directories(tmp.path() / "controls");
+  auto val = run_fluxtrain("train --model " + repo + " --method controlnet --steps 1 --data " +
+                           (tmp / "imgs") + " --control_images " + (tmp / "controls") +
+                           " --val_data " + (tmp / "imgs") + " --output_dir " + (tmp / "v"));
+  EXPECT_EQ(val.code, 2);
+  EXPECT_NE(val.out.find("val_data / class_data have no control images"), std::string::npos)
+      << val.out;
 }
 
 TEST(ControlNetRun, ResumeIsBitIdenticalAndControlNetInitRestartsFromACheckpoint) {
@@ -154,7 +177,8 @@ TEST(ControlNetRun, Seed004sSaversCombine) {
   auto r = train(controlnet_config(
       repo, tmp.path() / "runs",
       {"--base_weights", "int8", "--optimizer_state", "int8", "--optimizer_block_size", "256",
-       "--gradient_checkpointing", "true", "--optimizer_in_backward", "true"}));
+       "--gradient_checkpointing", "true", "--optimizer_in_backward", "true", "--ema_decay", "0.9",
+       "--ema_on_cpu", "true"}));
   const auto losses = fixtures::train_losses(r.run_dir);
   ASSERT_EQ(losses.size(), 12u);
   EXPECT_LT(mean_of(losses, 9, 3), 0.95 * mean_of(losses, 0, 3));
@@ -164,7 +188,8 @@ TEST(ControlNetRun, Seed004sSaversCombine) {
   for (const auto& n : checkpoint.file("optimizer.safetensors").names())
     quantised += n.size() > 3 && n.compare(n.size() - 3, 3, ".q8") == 0;
   EXPECT_GT(quantised, 0);
-  // The base stays int8 when the checkpoint samples (from its configuration).
+  // The base stays int8 when the checkpoint samples (from its configuration), with the EMA's
+  // ControlNet (use_ema, the default).
   const std::string control = tmp / "control.png";
   fixtures::write_text(control, encode_png(torch::full({32, 32, 3}, 200, torch::kUInt8)));
   auto s =

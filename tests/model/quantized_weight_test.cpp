@@ -138,6 +138,14 @@ TEST(QuantizedWeight, LinearLayerQuantizesInPlaceAndWaitsForItsWeightsInAScope) 
   EXPECT_THROW(waiting->forward(x), c10::Error);
   waiting->set_quantized(QuantizedWeight::quantize(w, BaseWeights::kFp8));
   EXPECT_EQ(waiting->forward(x).sizes(), (std::vector<int64_t>{2, 6}));
+  // A layer without a bias, under grad (the FLUX variant with qkv_bias false).
+  Linear no_bias(40, 6, /*with_bias=*/false);
+  no_bias->quantize_weight(BaseWeights::kInt8);
+  auto xg = x.clone().requires_grad_(true);
+  const auto g = torch::randn({2, 6});
+  (no_bias->forward(xg) * g).sum().backward();
+  EXPECT_LT((xg.grad() - torch::matmul(g, no_bias->dense_weight())).abs().max().item<float>(),
+            1e-5);
 }
 
 TEST(QuantizedWeight, FluxLoadsStraightInto8BitsWithEmbeddersDense) {
