@@ -98,6 +98,7 @@ int cmd_info(const Args& args) {
   std::vector<std::string> train_blocks;            // a checkpoint's selection (empty: all)
   bool lora = false;              // a LoRA or ControlNet checkpoint: the base is frozen
   std::string checkpoint_method;  // a checkpoint's method (the plan's default)
+  std::pair<int64_t, int64_t> checkpoint_blocks{0, 0};  // a ControlNet checkpoint's depths
   const auto names = model_preset_names();
   const bool is_preset = std::find(names.begin(), names.end(), model) != names.end();
   std::optional<FluxWeights> weights;  // a model on disk
@@ -129,7 +130,16 @@ int cmd_info(const Args& args) {
     if (checkpoint_method == "lora" || checkpoint_method == "controlnet") {
       lora = true;  // (the base is frozen either way)
       int64_t trained = 0;
-      for (const auto& n : f.names()) trained += f.info(n).numel();
+      for (const auto& n : f.names()) {
+        trained += f.info(n).numel();
+        // A ControlNet's depths: one projection per block.
+        auto ends_weight = [&](const char* prefix) {
+          return n.rfind(prefix, 0) == 0 && n.size() > 7 &&
+                 n.compare(n.size() - 7, 7, ".weight") == 0;
+        };
+        if (ends_weight("controlnet_blocks.")) ++checkpoint_blocks.first;
+        if (ends_weight("controlnet_single_blocks.")) ++checkpoint_blocks.second;
+      }
       std::printf(
           "checkpoint %s: step %lld, %s: %zu tensors, %s parameters train; the base "
           "below is frozen\n",
@@ -210,8 +220,13 @@ int cmd_info(const Args& args) {
   o.lora.adapter.rank = cfg.i("lora_rank");
   o.lora.adapter.dora = cfg.b("use_dora");
   if (!cfg.list("lora_targets").empty()) o.lora.targets = cfg.list("lora_targets");
-  o.controlnet.double_blocks = cfg.i("controlnet_double_blocks");
-  o.controlnet.single_blocks = cfg.i("controlnet_single_blocks");
+  const bool from_checkpoint = checkpoint_method == "controlnet";
+  o.controlnet.double_blocks = from_checkpoint && !cfg.is_set("controlnet_double_blocks")
+                                   ? checkpoint_blocks.first
+                                   : cfg.i("controlnet_double_blocks");
+  o.controlnet.single_blocks = from_checkpoint && !cfg.is_set("controlnet_single_blocks")
+                                   ? checkpoint_blocks.second
+                                   : cfg.i("controlnet_single_blocks");
   o.base_weights = parse_base_weights(cfg.s("base_weights"));
   o.adamw.state_8bit = cfg.s("optimizer_state") == "int8";
   o.adamw.state_dtype = cfg.s("optimizer_state") == "bf16" ? torch::kBFloat16 : torch::kFloat;

@@ -143,8 +143,8 @@ void apply_sampling_flags(const Config& cfg, SampleOptions& o) {
 // --controlnet DIR loads one into `owned`. `encode` gives a control image's tokens for the
 // output size. Sets o.controlnet, o.control_tokens and o.controlnet_scale.
 void apply_controlnet_flags(
-    const Config& cfg, FluxControlNetImpl* net, FluxControlNet& owned, torch::Device device,
-    torch::ScalarType dtype,
+    const Config& cfg, FluxControlNetImpl* net, FluxControlNet& owned, const FluxParams& base,
+    torch::Device device, torch::ScalarType dtype,
     const std::function<torch::Tensor(const torch::Tensor& hwc, bool canny)>& encode,
     SampleOptions& o) {
   if (!cfg.s("controlnet").empty()) {
@@ -152,6 +152,7 @@ void apply_controlnet_flags(
       user_error("--controlnet: checkpoint '{}' is a ControlNet run and brings its own",
                  cfg.s("checkpoint"));
     const ControlNetFiles files = inspect_controlnet(cfg.s("controlnet"));
+    check_controlnet_fits(files.params, base, "--controlnet '" + cfg.s("controlnet") + "'");
     {
       DefaultDtypeScope scope(dtype);
       owned = FluxControlNet(files.params, files.params.depth, files.params.depth_single_blocks);
@@ -258,7 +259,7 @@ int sample_checkpoint(const Config& cfg, const std::vector<std::string>& prompts
   FluxControlNet owned_controlnet{nullptr};
   if (model->controlnet()) model->controlnet()->eval();
   apply_controlnet_flags(
-      cfg, model->controlnet(), owned_controlnet, pipe.device, dtype,
+      cfg, model->controlnet(), owned_controlnet, pipe.transformer->params, pipe.device, dtype,
       [&](const torch::Tensor& hwc, bool canny) {
         return control_image_tokens(*pipe.autoencoder, hwc, o.height, o.width, canny, pipe.device);
       },
@@ -303,7 +304,7 @@ int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
   model.check_resolution(o.height, o.width);
   FluxControlNet owned_controlnet{nullptr};
   apply_controlnet_flags(
-      cfg, nullptr, owned_controlnet, mo.device, mo.dtype,
+      cfg, nullptr, owned_controlnet, model.transformer_weights().params, mo.device, mo.dtype,
       [&](const torch::Tensor& hwc, bool canny) {
         return model.control_tokens(hwc, o.height, o.width, canny);
       },

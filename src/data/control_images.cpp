@@ -52,7 +52,9 @@ class ControlImageDataset : public Dataset {
     const std::string control_path = (fs::path(o_.source) / ex.key).string();
     const std::string image_path = (fs::path(o_.image_dir) / ex.key).string();
     torch::Tensor control = read_image(control_path);  // uint8 [h, w, 3]
-    const auto original = probe_image(read_file_bytes(image_path), /*whole_file=*/true);
+    // The original's size from its header (64 KiB; the whole file only when that does not say).
+    auto original = probe_image(read_file_head(image_path, 1 << 16), /*whole_file=*/false);
+    if (!original) original = probe_image(read_file_bytes(image_path), /*whole_file=*/true);
     if (!original) user_error("{}: cannot read its size", image_path);
     if (control.size(0) != original->height || control.size(1) != original->width)
       control = resize_image(control.permute({2, 0, 1}).to(torch::kFloat), original->height,

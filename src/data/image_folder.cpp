@@ -181,13 +181,7 @@ std::string ImageFolderSource::read_bytes(int64_t i) const {
 }
 
 std::string ImageFolderSource::read_head(int64_t i, size_t n) const {
-  const std::string& path = paths_.at(static_cast<size_t>(i));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) user_error("{}: cannot read", path);
-  std::string head(n, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(n));
-  head.resize(static_cast<size_t>(in.gcount()));
-  return head;
+  return read_file_head(paths_.at(static_cast<size_t>(i)), n);
 }
 
 std::string ImageFolderSource::name() const {

@@ -34,6 +34,8 @@ void fsync_dir(const std::string& dir);
 std::string unique_suffix();
 // The whole file; UserError "<path>: no such file" / "<path>: cannot read (...)".
 std::string read_file_bytes(const std::string& path);
+// The first `n` bytes of the file (fewer when it is shorter); UserError "<path>: cannot read".
+std::string read_file_head(const std::string& path, size_t n);
 // Where a JSON text of `len` bytes failed to parse, for error messages:
 // "syntax error at byte 5 of 16" or "unexpected end after 16 bytes".
 std::string json_error_where(const nlohmann::json::parse_error& e, size_t len);

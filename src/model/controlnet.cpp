@@ -85,18 +85,23 @@ FluxControlNetImpl::FluxControlNetImpl(const FluxParams& base, int64_t num_doubl
   zero_parameters(*controlnet_x_embedder);
 }
 
+void check_controlnet_fits(const FluxParams& c, const FluxParams& b, const std::string& origin) {
+  auto field = [&](const char* name, int64_t a, int64_t want) {
+    if (a != want) user_error("{}: {} {}, the base transformer has {}", origin, name, a, want);
+  };
+  field("hidden_size", c.hidden_size, b.hidden_size);
+  field("num_heads", c.num_heads, b.num_heads);
+  field("in_channels", c.in_channels, b.in_channels);
+  field("context_in_dim (joint_attention_dim)", c.context_in_dim, b.context_in_dim);
+  field("vec_in_dim (pooled_projection_dim)", c.vec_in_dim, b.vec_in_dim);
+  field("guidance input (guidance_embeds)", c.guidance_embed, b.guidance_embed);
+  if (c.depth > b.depth || c.depth_single_blocks > b.depth_single_blocks)
+    user_error("{}: {} double + {} single blocks, more than the base transformer's {} + {}", origin,
+               c.depth, c.depth_single_blocks, b.depth, b.depth_single_blocks);
+}
+
 void FluxControlNetImpl::copy_from(FluxImpl& base) {
-  if (base.params.hidden_size != params.hidden_size || base.params.num_heads != params.num_heads ||
-      base.params.in_channels != params.in_channels ||
-      base.params.guidance_embed != params.guidance_embed)
-    user_error(
-        "controlnet: the base transformer's width, heads, channels or guidance input differ "
-        "from the ControlNet's");
-  if (base.params.depth < params.depth ||
-      base.params.depth_single_blocks < params.depth_single_blocks)
-    user_error("controlnet: {} double + {} single blocks, more than the base transformer's {} + {}",
-               params.depth, params.depth_single_blocks, base.params.depth,
-               base.params.depth_single_blocks);
+  check_controlnet_fits(params, base.params, "controlnet");
   torch::NoGradGuard no_grad;
   auto from = base.named_parameters();
   std::map<std::string, LinearImpl*> quantized;  // an 8-bit base: copy the dequantized weights
@@ -147,24 +152,25 @@ nlohmann::json controlnet_diffusers_config(const FluxParams& p) {
           {"pooled_projection_dim", p.vec_in_dim}};
 }
 
-NamedTensors controlnet_to_diffusers(FluxControlNetImpl& net) {
+NamedTensors controlnet_to_diffusers(FluxControlNetImpl& net, torch::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
   const FluxWeightTable table(net.params);
   auto params = net.named_parameters();
   NamedTensors out;
+  auto add = [&](const std::string& name, const torch::Tensor& t) {
+    out.push_back({name, t.detach().to(torch::kCPU, dtype).contiguous()});
+  };
   for (const FluxWeightEntry* e : copied_entries(table))
-    for (auto& piece : flux_tensor_to_diffusers(*e, params[e->bfl])) out.push_back(piece);
+    for (auto& [name, piece] : flux_tensor_to_diffusers(*e, params[e->bfl])) add(name, piece);
   for (auto& item : params)
-    if (is_controlnet_own(item.key())) out.push_back({item.key(), item.value()});
+    if (is_controlnet_own(item.key())) add(item.key(), item.value());
   return out;
 }
 
 void save_controlnet(FluxControlNetImpl& net, const std::string& dir, torch::ScalarType dtype) {
-  torch::NoGradGuard no_grad;
-  NamedTensors tensors;
-  for (auto& [name, t] : controlnet_to_diffusers(net))
-    tensors.push_back({name, t.detach().to(torch::kCPU, dtype).contiguous()});
   fs::create_directories(dir);
-  save_safetensors((fs::path(dir) / kDiffusersWeights).string(), tensors);
+  save_safetensors((fs::path(dir) / kDiffusersWeights).string(),
+                   controlnet_to_diffusers(net, dtype));
   write_file_atomically((fs::path(dir) / "config.json").string(),
                         controlnet_diffusers_config(net.params).dump(2) + "\n");
 }
@@ -178,24 +184,24 @@ ControlNetFiles inspect_controlnet(const std::string& dir) {
                  key);
     return c[key];
   };
-  if (c.value("_class_name", std::string()) != "FluxControlNetModel")
-    user_error("{}: _class_name is {}, expected \"FluxControlNetModel\"", config_path,
-               c.contains("_class_name") ? c["_class_name"].dump() : "missing");
-  if (c.contains("num_mode") && !c["num_mode"].is_null())
-    user_error("{}: num_mode {}: union ControlNets are not supported", config_path,
-               c["num_mode"].dump());
-  if (c.contains("conditioning_embedding_channels") &&
-      !c["conditioning_embedding_channels"].is_null())
-    user_error(
-        "{}: conditioning_embedding_channels {}: XLabs-style ControlNets (pixel-space "
-        "input_hint_block) are not supported",
-        config_path, c["conditioning_embedding_channels"].dump());
-  if (c.value("patch_size", 1) != 1)
-    user_error("{}: patch_size {}, expected 1", config_path, c["patch_size"].dump());
   ControlNetFiles f;
   f.dir = dir;
   FluxParams& p = f.params;
-  try {
+  try {  // (a field of the wrong JSON type is named by the catch below)
+    if (c.value("_class_name", std::string()) != "FluxControlNetModel")
+      user_error("{}: _class_name is {}, expected \"FluxControlNetModel\"", config_path,
+                 c.contains("_class_name") ? c["_class_name"].dump() : "missing");
+    if (c.contains("num_mode") && !c["num_mode"].is_null())
+      user_error("{}: num_mode {}: union ControlNets are not supported", config_path,
+                 c["num_mode"].dump());
+    if (c.contains("conditioning_embedding_channels") &&
+        !c["conditioning_embedding_channels"].is_null())
+      user_error(
+          "{}: conditioning_embedding_channels {}: XLabs-style ControlNets (pixel-space "
+          "input_hint_block) are not supported",
+          config_path, c["conditioning_embedding_channels"].dump());
+    if (c.value("patch_size", 1) != 1)
+      user_error("{}: patch_size {}, expected 1", config_path, c["patch_size"].dump());
     const int64_t head_dim = field("attention_head_dim").get<int64_t>();
     p.num_heads = field("num_attention_heads").get<int64_t>();
     p.hidden_size = head_dim * p.num_heads;
@@ -209,7 +215,11 @@ ControlNetFiles inspect_controlnet(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     user_error("{}: {}", config_path, json_reason(e));
   }
-  p.validate();
+  try {
+    p.validate();
+  } catch (const UserError& e) {
+    user_error("{}: {}", config_path, e.what());
+  }
   // The tensors must be exactly the ones this config implies.
   const ShardedSafetensors weights(controlnet_weights_path(dir));
   std::set<std::string> expected;

@@ -44,11 +44,18 @@ struct FluxControlNetImpl : FluxImpl {
 };
 TORCH_MODULE(FluxControlNet);
 
+// UserError "<origin>: <field> <a>, the base transformer has <b>" for the first field in which a
+// ControlNet of `controlnet` cannot feed a transformer of `base` (width, heads, channels, text
+// and pooled dims, guidance input, more blocks than the base's).
+void check_controlnet_fits(const FluxParams& controlnet, const FluxParams& base,
+                           const std::string& origin);
+
 // diffusers' controlnet/config.json for a ControlNet of `params` (FluxControlNetModel's
 // arguments: num_layers, num_single_layers, attention_head_dim, ...).
 nlohmann::json controlnet_diffusers_config(const FluxParams& params);
-// The ControlNet's tensors under diffusers' names (qkv split into to_q/to_k/to_v, ...).
-NamedTensors controlnet_to_diffusers(FluxControlNetImpl& net);
+// The ControlNet's tensors under diffusers' names (qkv split into to_q/to_k/to_v, ...), as
+// contiguous CPU copies in `dtype` (what the diffusers file holds).
+NamedTensors controlnet_to_diffusers(FluxControlNetImpl& net, torch::ScalarType dtype);
 // Writes `net` as diffusers' controlnet/ directory at `dir` (atomically: a temporary name, then
 // rename), tensors in `dtype`.
 void save_controlnet(FluxControlNetImpl& net, const std::string& dir, torch::ScalarType dtype);

@@ -96,6 +96,12 @@ struct FluxImpl : torch::nn::Module {
 };
 TORCH_MODULE(Flux);
 
+// Whether a parameter or module name lies in the double or single blocks
+// ("double_blocks.3.img_attn.qkv.weight"), not the embedders or the final layer.
+inline bool is_flux_block_name(const std::string& name) {
+  return name.rfind("double_blocks.", 0) == 0 || name.rfind("single_blocks.", 0) == 0;
+}
+
 // Every parameter of the model by name and shape, in registration order, without allocating
 // anything (used to count 12B-parameter presets and to check checkpoints against a preset).
 struct ParamShape {

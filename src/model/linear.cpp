@@ -3,14 +3,12 @@
 
 #include <cmath>
 
+#include "model/flux.h"
+
 namespace fluxtrain {
 namespace {
 
 thread_local BaseWeights g_linear_storage = BaseWeights::kDense;
-
-bool in_blocks(const std::string& name) {
-  return name.rfind("double_blocks.", 0) == 0 || name.rfind("single_blocks.", 0) == 0;
-}
 
 }  // namespace
 
@@ -96,7 +94,7 @@ std::vector<std::pair<std::string, LinearImpl*>> flux_linear_layers(torch::nn::M
 int64_t quantize_block_weights(torch::nn::Module& model, BaseWeights kind) {
   int64_t bytes = 0;
   for (const auto& [name, layer] : flux_linear_layers(model)) {
-    if (in_blocks(name)) layer->quantize_weight(kind);
+    if (is_flux_block_name(name)) layer->quantize_weight(kind);
     bytes += layer->quantized ? layer->quantized->bytes()
                               : layer->weight.numel() * layer->weight.element_size();
   }

@@ -48,16 +48,16 @@ torch::Tensor denoise_tokens(FluxImpl& transformer, const TextEmbeddings& cond, 
   transformer.eval();
   x = x.to(device, torch::kFloat);
   const int64_t total = static_cast<int64_t>(schedule.size()) - 1;
+  ControlInput control;  // on the device once, the same every step
+  if (o.controlnet) {
+    control.net = o.controlnet;
+    control.latents = o.control_tokens.to(device).expand({N, x.size(1), x.size(2)});
+    control.scale = o.controlnet_scale;
+  }
   for (int64_t i = 0; i < total; ++i) {
     auto t = torch::full({N}, schedule[i], torch::TensorOptions().device(device));
     auto in = make_flux_inputs(transformer.params, cfg ? torch::cat({x, x}, 0) : x, latent_height,
                                latent_width, txt, vec, t, o.guidance);
-    ControlInput control;
-    if (o.controlnet) {
-      control.net = o.controlnet;
-      control.latents = o.control_tokens.to(device).expand({N, x.size(1), x.size(2)});
-      control.scale = o.controlnet_scale;
-    }
     auto v = predict_velocity(transformer, std::move(in), o.precision, control).to(torch::kFloat);
     if (cfg) {
       auto parts = v.chunk(2, 0);

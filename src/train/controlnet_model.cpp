@@ -15,16 +15,8 @@ ControlNetFineTune::ControlNetFineTune(Flux transformer, const ControlNetOptions
     controlnet_->copy_from(*transformer_);  // (float32 copies of the base's blocks)
   } else {
     const ControlNetFiles files = inspect_controlnet(options.init_from);
-    const FluxParams& b = transformer_->params;
-    if (files.params.hidden_size != b.hidden_size || files.params.num_heads != b.num_heads ||
-        files.params.in_channels != b.in_channels ||
-        files.params.context_in_dim != b.context_in_dim ||
-        files.params.guidance_embed != b.guidance_embed)
-      user_error(
-          "controlnet_init '{}': made for another transformer (width {}, {} heads), the "
-          "base has width {}, {} heads",
-          options.init_from, files.params.hidden_size, files.params.num_heads, b.hidden_size,
-          b.num_heads);
+    check_controlnet_fits(files.params, transformer_->params,
+                          "controlnet_init '" + options.init_from + "'");
     controlnet_ =
         FluxControlNet(files.params, files.params.depth, files.params.depth_single_blocks);
     load_controlnet(*controlnet_, files);
@@ -62,9 +54,7 @@ std::string ControlNetFineTune::describe() const {
 std::map<std::string, TrainedModel::ExportFile> ControlNetFineTune::export_files(
     int64_t step) const {
   ExportFile f;
-  torch::NoGradGuard no_grad;
-  for (auto& [name, t] : controlnet_to_diffusers(*controlnet_.ptr()))
-    f.tensors.push_back({name, t.detach().to(torch::kCPU, options_.save_dtype).contiguous()});
+  f.tensors = controlnet_to_diffusers(*controlnet_.ptr(), options_.save_dtype);
   f.metadata = {{"format", "pt"}, {"fluxtrain.steps", std::to_string(step)}};
   return {{kDiffusersWeights, std::move(f)}};
 }

@@ -26,7 +26,7 @@ bool in_preset(const std::string& preset, const std::string& name) {
   static const std::regex attn(
       R"(^(double_blocks\.[0-9]+\.(img|txt)_attn\.(qkv|proj)|single_blocks\.[0-9]+\.linear[12])$)");
   static const std::regex mlp(R"(^double_blocks\.[0-9]+\.(img|txt)_mlp\.[02]$)");
-  const bool block = name.rfind("double_blocks.", 0) == 0 || name.rfind("single_blocks.", 0) == 0;
+  const bool block = is_flux_block_name(name);
   if (preset == "attn") return std::regex_match(name, attn);
   if (preset == "attn_mlp") return std::regex_match(name, attn) || std::regex_match(name, mlp);
   if (preset == "blocks") return block;

@@ -36,9 +36,6 @@ double dtype_bytes(torch::ScalarType t) {
   return t == torch::kFloat ? 4.0 : 2.0;
 }
 
-bool in_blocks(const std::string& name) {
-  return name.rfind("double_blocks.", 0) == 0 || name.rfind("single_blocks.", 0) == 0;
-}
 bool is_linear_weight(const ParamShape& p) {
   return p.shape.size() == 2 && p.name.size() > 7 &&
          p.name.compare(p.name.size() - 7, 7, ".weight") == 0;
@@ -142,7 +139,7 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
       linear_layers.push_back(layer);
       linear_shape[layer] = p.shape;
     }
-    if (quantized && in_blocks(p.name) && is_linear_weight(p)) {
+    if (quantized && is_flux_block_name(p.name) && is_linear_weight(p)) {
       base_bytes += static_cast<double>(p.numel()) + 4.0 * static_cast<double>(p.shape[0]);
       largest_block_linear = std::max(largest_block_linear, p.numel());
     } else {
@@ -175,7 +172,7 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
       t.tensors.push_back(s[0] * r);  // up [out, r]
       if (o.lora.adapter.dora) t.tensors.push_back(s[0]);
       // The rank-r intermediate per token of the layer's stream.
-      if (in_blocks(layer)) {
+      if (is_flux_block_name(layer)) {
         const auto first = layer.find('.'), second = layer.find('.', first + 1);
         const int64_t index = std::stoll(layer.substr(first + 1, second - first - 1));
         const bool single = layer.rfind("single_blocks.", 0) == 0;

@@ -106,18 +106,18 @@ Pipeline build_pipeline(const TrainOptions& o) {
   } else {
     pipe = Pipeline::create(o.model, o.device, o.seed, o.zero_init, o.stand_in_encoders);
     if (o.weights != torch::kFloat) pipe.transformer->to(o.weights);
-    quantize_block_weights(*pipe.transformer, o.base_weights);
     // Built-in encoders are cheap: cached, never released.
     pipe.text = std::make_shared<CachedTextConditioner>(pipe.text, nullptr);
     if (cache) use_latent_cache(pipe, o, nullptr);
   }
   pipe.transformer->set_activation_checkpointing(o.gradient_checkpointing,
                                                  o.gradient_checkpointing_every);
-  if (o.base_weights != BaseWeights::kDense)
+  if (o.base_weights != BaseWeights::kDense) {
+    // A preset's random weights are quantised here; a model path's were read into 8 bits.
+    const int64_t bytes = quantize_block_weights(*pipe.transformer, o.base_weights);
     log_info("base weights: the blocks' linear layers in {} ({:.1f} MiB of linear weights)",
-             base_weights_name(o.base_weights),
-             static_cast<double>(quantize_block_weights(*pipe.transformer, o.base_weights)) /
-                 double(1 << 20));
+             base_weights_name(o.base_weights), static_cast<double>(bytes) / double(1 << 20));
+  }
   return pipe;
 }
 

@@ -11,6 +11,7 @@
 #include "data/image_folder.h"
 #include "fixtures/fixtures.h"
 #include "io/image.h"
+#include "io/image_resize.h"
 #include "test_util.h"
 
 using namespace fluxtrain;
@@ -83,8 +84,18 @@ TEST(ControlImages, AFolderOfControlImagesCropsAndFlipsWithItsImages) {
   EXPECT_GT(moved, 0);  // the draws did crop or flip
   const Example eb = joined->get(1);
   ASSERT_EQ(eb.key, "sub/b.png");
-  EXPECT_EQ(eb.control_image.sizes(), eb.image.sizes());
-  EXPECT_FALSE(torch::equal(eb.control_image, eb.image));
+  // By hand: the 24 x 24 control resized to its image's 48 x 48, then fitted to the same bucket
+  // as the image (no draw: centred).
+  const auto small = noise_image(24, 24, 3);
+  const auto resized = resize_image(small.permute({2, 0, 1}).to(torch::kFloat), 48, 48)
+                           .round()
+                           .clamp(0, 255)
+                           .to(torch::kUInt8)
+                           .permute({1, 2, 0})
+                           .contiguous();
+  const auto expected = fit_to_bucket(resized, Bucket{eb.image.size(2), eb.image.size(1)},
+                                      io.transform, std::nullopt);
+  EXPECT_TRUE(torch::equal(eb.control_image, expected));
   EXPECT_TRUE(torch::equal(joined->get(1).control_image, eb.control_image));
 
   // A control image that is not there is named.

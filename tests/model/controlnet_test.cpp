@@ -241,6 +241,10 @@ TEST(ControlNet, RefusesWhatItDoesNotRunByName) {
   EXPECT_NE(with("conditioning_embedding_channels", 16).find("XLabs"), std::string::npos);
   EXPECT_NE(with("_class_name", "ControlNetModel").find("expected \"FluxControlNetModel\""),
             std::string::npos);
+  FluxParams other = tiny_params(1, 1);
+  other.guidance_embed = false;
+  EXPECT_EQ(error_of([&] { check_controlnet_fits(tiny_params(1, 1), other, "--controlnet 'x'"); }),
+            "--controlnet 'x': guidance input (guidance_embeds) 1, the base transformer has 0");
   EXPECT_NE(with("num_layers", 2).find("has no tensor 'transformer_blocks.1."), std::string::npos);
   write_file_atomically(dir + "/config.json", config.dump());
   // An extra tensor in the weights file is named.

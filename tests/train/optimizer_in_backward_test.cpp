@@ -107,26 +107,10 @@ TEST(OptimizerInBackward, ATrainingRunEqualsTheOrdinaryOneAndRefusesAccumulation
   TempDir out;
   auto args = [&](const std::string& dir, std::vector<std::string> extra) {
     Config c(train_schema());
-    std::vector<std::string> a = {"--output_dir",
-                                  (out.path() / dir).string(),
-                                  "--batch_size",
-                                  "4",
-                                  "--steps",
-                                  "4",
-                                  "--warmup_steps",
-                                  "0",
-                                  "--val_samples",
-                                  "0",
-                                  "--final_eval",
-                                  "none",
-                                  "--threads",
-                                  "1",
-                                  "--log_every",
-                                  "100",
-                                  "--max_grad_norm",
-                                  "0",
-                                  "--gradient_checkpointing",
-                                  "true"};
+    // The end-to-end tests' short run of the tiny preset, 4 steps, gradients unclipped.
+    std::vector<std::string> a = fixtures::tiny_run_args("tiny", (out.path() / dir).string());
+    a.insert(a.end(), {"--steps", "4", "--val_samples", "0", "--max_grad_norm", "0",
+                       "--gradient_checkpointing", "true"});
     a.insert(a.end(), extra.begin(), extra.end());
     parse_args(c, a);
     return c;
