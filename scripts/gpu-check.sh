@@ -53,6 +53,9 @@ build-cuda/fluxtrain bench --config configs/bench/gpu-controlnet.yaml --output_d
   --name bench-controlnet || echo "ControlNet bench failed (see the log above)"
 build-cuda/fluxtrain bench --config configs/bench/gpu-finetune.yaml --output_dir "$OUT" \
   --name bench-finetune || echo "fine-tune bench failed (see the log above)"
+# Block swap: the bf16-base LoRA with 0 / 8 / 18 / 28 blocks kept on the host.
+build-cuda/fluxtrain bench --config configs/bench/gpu-block-swap.yaml --output_dir "$OUT" \
+  --name bench-block-swap || echo "block swap bench failed (see the log above)"
 
 # Side-by-side reference (docs/benchmarks.md, "Reference: plain PyTorch"): the same training step
 # in plain PyTorch (bench/reference/flux_step.py), eager and torch.compile, on this GPU with the

@@ -100,13 +100,9 @@ ConfigSchema run_schema(const std::string& mode) {
 }
 
 std::vector<PendingKey> pending_keys(const std::string& mode) {
+  // None today (blocks_to_swap, the last one, is a train key now); a feature that is announced
+  // before it is built is listed here with the values that wait for it.
   std::vector<PendingKey> all;
-  if (mode == "train")
-    all = {{"blocks_to_swap",
-            "0",
-            {"0", "2", "4", "8", "12", "16", "20", "24", "32", "38"},
-            "block swap (blocks kept on the CPU, streamed to the device)",
-            {"2", "4", "8", "12", "16", "20", "24", "32", "38"}}};
   const ConfigSchema run = run_schema(mode);
   std::vector<PendingKey> out;
   for (auto& k : all) {

@@ -82,6 +82,7 @@ int cmd_info(const Args& args) {
       .boolean("plan", "gradient_checkpointing", false, "activation checkpointing")
       .integer("plan", "gradient_checkpointing_every", 1, "checkpoint one block in k", 1)
       .boolean("plan", "optimizer_in_backward", false, "the optimizer step inside backward")
+      .integer("plan", "blocks_to_swap", 0, "blocks whose linear weights stay on the host", 0)
       .real("plan", "ema_decay", 0.0, "EMA of the trainable weights (0: none)", 0.0)
       .boolean("plan", "ema_on_cpu", false, "the EMA in CPU memory")
       .choice("plan", "precision", "auto", {"auto", "fp32", "bf16"},
@@ -234,6 +235,7 @@ int cmd_info(const Args& args) {
   o.gradient_checkpointing = cfg.b("gradient_checkpointing");
   o.gradient_checkpointing_every = cfg.i("gradient_checkpointing_every");
   o.optimizer_in_backward = cfg.b("optimizer_in_backward");
+  o.blocks_to_swap = cfg.i("blocks_to_swap");
   o.ema_decay = cfg.f("ema_decay");
   o.ema_on_cpu = cfg.b("ema_on_cpu");
   const int64_t side = o.resolution / (2 * preset.ae_factor);  // latent pixels, patches of 2

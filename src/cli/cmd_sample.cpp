@@ -79,6 +79,11 @@ static ConfigSchema sample_schema() {
       .boolean("sampling", "offload", false,
                "--model: keep idle components on the CPU and move each to the device for its "
                "phase (default: load each for its phase and free it after)")
+      .integer("sampling", "blocks_to_swap", 0,
+               "--model: keep the linear weights of the transformer's last N / 2 double and "
+               "2 x (N - N / 2) single blocks in host memory, streamed to the device block by "
+               "block (0: off)",
+               0)
       .integer("sampling", "max_batch", 4, "--model: images per transformer and VAE call", 1);
   return s;
 }
@@ -297,6 +302,7 @@ int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
   mo.device = parse_device(cfg.s("device"));
   mo.dtype = weights_dtype(cfg, mo.device);
   mo.offload = cfg.b("offload");
+  mo.blocks_to_swap = cfg.i("blocks_to_swap");
   for (const auto& l : cfg.list("lora")) mo.loras.push_back(parse_lora_spec(l));
   FluxModel model(files, mo);
   SampleOptions o = model.default_options();

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,8 @@
 #include "model/layers.h"
 
 namespace fluxtrain {
+
+class BlockSwap;
 
 struct FluxParams {
   int64_t in_channels = 64;  // latent channels x 2 x 2 patch
@@ -89,6 +92,8 @@ struct FluxImpl : torch::nn::Module {
   MLPEmbedder time_in{nullptr}, vector_in{nullptr}, guidance_in{nullptr};
   torch::nn::ModuleList double_blocks{nullptr}, single_blocks{nullptr};
   LastLayer final_layer{nullptr};
+  // Block swap (model/block_swap.h: enable_block_swap), null when off.
+  std::shared_ptr<BlockSwap> block_swap;
 
  private:
   bool activation_checkpointing_ = false;

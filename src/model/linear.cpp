@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "model/block_swap.h"
 #include "model/flux.h"
 
 namespace fluxtrain {
@@ -43,7 +44,9 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias)
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y;
-  if (quantized) {
+  if (swap) {
+    y = swapped_linear(x, *this);
+  } else if (quantized) {
     TORCH_CHECK(quantized->codes.defined(), "Linear: 8-bit weight not loaded");
     y = quantized_linear(x, *quantized, bias);
   } else {
@@ -61,7 +64,7 @@ void LinearImpl::set_quantized(QuantizedWeight w) {
   TORCH_CHECK(
       w.codes.dim() == 2 && w.codes.size(0) == out_features && w.codes.size(1) == in_features,
       "Linear: quantized weight of the wrong shape");
-  w.to(weight.device());
+  if (!swap) w.to(weight.device());  // (a swapped layer's weights stay where they are given)
   quantized = std::make_shared<QuantizedWeight>(std::move(w));
   torch::NoGradGuard no_grad;
   weight.set_requires_grad(false);
@@ -69,17 +72,37 @@ void LinearImpl::set_quantized(QuantizedWeight w) {
 }
 
 torch::Tensor LinearImpl::dense_weight() const {
+  if (swap) return swapped_dense_weight(*this);
   return quantized ? quantized->dequantize(torch::kFloat) : weight.to(torch::kFloat);
 }
 
+torch::Device LinearImpl::device() const {
+  return swap ? swap->swap->device() : weight.device();
+}
+
 void LinearImpl::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  if (swap) {
+    to(dtype, non_blocking);
+    return to(device, non_blocking);
+  }
   torch::nn::Module::to(device, dtype, non_blocking);
   if (quantized && quantized->codes.defined()) quantized->to(device);
 }
 void LinearImpl::to(torch::Dtype dtype, bool non_blocking) {
-  torch::nn::Module::to(dtype, non_blocking);
+  if (!swap) return torch::nn::Module::to(dtype, non_blocking);
+  torch::NoGradGuard no_grad;
+  if (bias.defined()) bias.set_data(bias.to(dtype));
+  if (!quantized && weight.scalar_type() != dtype) {
+    auto w = weight.to(dtype);
+    weight.set_data(weight.is_pinned() ? w.pin_memory() : w);
+  }
 }
 void LinearImpl::to(torch::Device device, bool non_blocking) {
+  if (swap) {
+    torch::NoGradGuard no_grad;
+    if (bias.defined()) bias.set_data(bias.to(device, non_blocking));
+    return;
+  }
   torch::nn::Module::to(device, non_blocking);
   if (quantized && quantized->codes.defined()) quantized->to(device);
 }

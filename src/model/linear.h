@@ -16,6 +16,7 @@
 namespace fluxtrain {
 
 struct LinearImpl;
+struct SwapSlot;
 
 // Computes the adapted output of `base` for input x from the base output x W^T + b.
 class LinearAdapter {
@@ -41,11 +42,14 @@ struct LinearImpl : torch::nn::Module {
   void quantize_weight(BaseWeights kind);  // from the current weight, which is freed
   void set_quantized(QuantizedWeight w);
   bool is_quantized() const { return quantized != nullptr; }
-  // The weight as float32 values [out, in]: `weight`, or the quantized one dequantized.
+  // The weight as float32 values [out, in]: `weight`, or the quantized one dequantized (on the
+  // compute device: a swapped layer's copy).
   torch::Tensor dense_weight() const;
-  torch::Device device() const { return weight.device(); }
+  // Where the layer computes (a swapped layer's weights are on the host, its bias is here).
+  torch::Device device() const;
 
-  // Module::to, moving the 8-bit storage along (its codes keep their dtype).
+  // Module::to, moving the 8-bit storage along (its codes keep their dtype). A swapped layer's
+  // weights stay on the host (a dtype change converts them there); its bias moves.
   void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
   void to(torch::Dtype dtype, bool non_blocking = false) override;
   void to(torch::Device device, bool non_blocking = false) override;
@@ -54,6 +58,7 @@ struct LinearImpl : torch::nn::Module {
   torch::Tensor weight, bias;                  // bias undefined without one
   std::shared_ptr<LinearAdapter> adapter;      // null: the plain layer
   std::shared_ptr<QuantizedWeight> quantized;  // null: `weight` holds the weights
+  std::shared_ptr<SwapSlot> swap;  // block swap (model/block_swap.h): weights on the host
 };
 TORCH_MODULE(Linear);
 

@@ -85,12 +85,12 @@ int64_t QuantizedWeight::bytes() const {
          scale.numel() * static_cast<int64_t>(scale.element_size());
 }
 
-namespace {
-
-torch::ScalarType compute_dtype(const torch::Tensor& x) {
+torch::ScalarType linear_compute_dtype(const torch::Tensor& x) {
   const auto device = x.device().type();
   return compat::autocast_enabled(device) ? compat::autocast_dtype(device) : x.scalar_type();
 }
+
+namespace {
 
 struct QuantizedLinearFunction : torch::autograd::Function<QuantizedLinearFunction> {
   // `bias` is always a defined tensor here (libtorch 1.13's apply() needs every tensor argument
@@ -100,7 +100,7 @@ struct QuantizedLinearFunction : torch::autograd::Function<QuantizedLinearFuncti
                                const torch::Tensor& bias_or_empty, int64_t kind) {
     const torch::Tensor bias = bias_or_empty.numel() > 0 ? bias_or_empty : torch::Tensor();
     QuantizedWeight w{static_cast<BaseWeights>(kind), codes, scale};
-    const auto dt = compute_dtype(x);
+    const auto dt = linear_compute_dtype(x);
     ctx->saved_data["codes"] = codes;  // (resident anyway: no copy)
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["kind"] = kind;
@@ -133,7 +133,7 @@ torch::Tensor quantized_linear(const torch::Tensor& x, const QuantizedWeight& w,
                                const torch::Tensor& bias) {
   if (!torch::GradMode::is_enabled() ||
       !(x.requires_grad() || (bias.defined() && bias.requires_grad()))) {
-    const auto dt = compute_dtype(x);
+    const auto dt = linear_compute_dtype(x);
     return torch::nn::functional::linear(x.to(dt), w.dequantize(dt),
                                          bias.defined() ? bias.to(dt) : bias);
   }

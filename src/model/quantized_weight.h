@@ -39,6 +39,10 @@ struct QuantizedWeight {
 // The 256 values of the E4M3FN bytes (NaN for 0x7f and 0xff), float32 on `device`.
 torch::Tensor fp8_e4m3_values(torch::Device device);
 
+// The dtype a linear layer computes in for input x: autocast's when it is on for x's device,
+// else x's.
+torch::ScalarType linear_compute_dtype(const torch::Tensor& x);
+
 // x [..., in] -> x W^T + bias [..., out] with W = w.dequantize(...) in the dtype x computes in
 // (the autocast dtype when autocast is on). Under grad the dequantized W is not kept for
 // backward: backward dequantizes it again for x's gradient (W is frozen and gets none; a bias

@@ -5,6 +5,7 @@
 #include "core/dtype_scope.h"
 #include "core/errors.h"
 #include "core/torch_compat.h"
+#include "model/block_swap.h"
 #include "model/latents.h"
 #include "text/flux_conditioner.h"
 
@@ -112,6 +113,7 @@ torch::Tensor FluxModel::denoise(const TextEmbeddings& cond, const torch::Tensor
     for (const auto& spec : options_.loras) merge_lora_file(*transformer_, spec);
     transformer_->eval();
     for (auto& p : transformer_->parameters()) p.set_requires_grad(false);
+    enable_block_swap(*transformer_, options_.blocks_to_swap, options_.device);
   }
   transformer_->to(options_.device);
   const int64_t f = preset_.ae_factor, h = options.height / f, w = options.width / f;

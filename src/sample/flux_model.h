@@ -29,6 +29,8 @@ struct FluxModelOptions {
   // Components stay loaded on the device after their phase (no reload, no move; the device must
   // hold all of them). Takes precedence over `offload`.
   bool keep_loaded = false;
+  // Block swap for the transformer (model/block_swap.h): 0 off.
+  int64_t blocks_to_swap = 0;
   // LoRA files merged into the transformer's weights when it is loaded, in order.
   std::vector<LoraSpec> loras;
 };

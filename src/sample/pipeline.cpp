@@ -4,6 +4,7 @@
 #include "core/dtype_scope.h"
 #include "core/errors.h"
 #include "core/rng.h"
+#include "model/block_swap.h"
 #include "model/flux_weights.h"
 #include "model/latents.h"
 #include "model/vae.h"
@@ -72,6 +73,7 @@ Pipeline Pipeline::load(const ModelFiles& files, const PipelineLoadOptions& o) {
       p.transformer = Flux(weights.params);
     }
     load_flux_weights(*p.transformer, weights);
+    enable_block_swap(*p.transformer, o.blocks_to_swap, o.device);  // before the move: never there
     p.transformer->to(o.device);
   }
   p.autoencoder = load_flux_vae(files.vae, o.device, o.encoder_dtype);

@@ -28,6 +28,8 @@ struct PipelineLoadOptions {
   // The blocks' linear weights in 8 bits, read straight from the file tensor by tensor
   // (model/quantized_weight.h); the rest in transformer_dtype.
   BaseWeights base_weights = BaseWeights::kDense;
+  // Block swap (model/block_swap.h): the last blocks' linear weights stay in host memory.
+  int64_t blocks_to_swap = 0;
 };
 
 struct Pipeline {

@@ -21,6 +21,7 @@
 
 #include "core/errors.h"
 #include "core/log.h"
+#include "model/block_swap.h"
 #include "model/flux_weights.h"
 #include "model/presets.h"
 #include "sample/model_files.h"
@@ -39,6 +40,14 @@ double dtype_bytes(torch::ScalarType t) {
 bool is_linear_weight(const ParamShape& p) {
   return p.shape.size() == 2 && p.name.size() > 7 &&
          p.name.compare(p.name.size() - 7, 7, ".weight") == 0;
+}
+
+// The block (0.. depth - 1 double, then the single blocks) a block parameter belongs to, or -1.
+int64_t block_of(const std::string& name, const FluxParams& params) {
+  if (!is_flux_block_name(name)) return -1;
+  const auto first = name.find('.'), second = name.find('.', first + 1);
+  const int64_t index = std::stoll(name.substr(first + 1, second - first - 1));
+  return name.rfind("single_blocks.", 0) == 0 ? params.depth + index : index;
 }
 
 // The trainable tensors' sizes (numel each) and their dtype bytes.
@@ -127,9 +136,20 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
   const bool quantized = o.base_weights != BaseWeights::kDense;
   MemoryPlan plan;
 
-  // Weights of the transformer.
-  double base_bytes = 0;
-  int64_t largest_block_linear = 0, base_values = 0;
+  // Weights of the transformer; block swap keeps the swapped blocks' linear weights on the host
+  // and two swapped blocks' worth on the device (on the CPU host and device memory are one: the
+  // swap saves nothing there, and the two blocks' copies come on top).
+  const BlockSwapSplit split = block_swap_split(params, o.blocks_to_swap);
+  auto in_swap = [&](const ParamShape& p) {
+    const int64_t b = block_of(p.name, params);
+    if (b < 0 || !is_linear_weight(p)) return false;
+    return b < params.depth ? b >= params.depth - split.double_blocks
+                            : b - params.depth >= params.depth_single_blocks - split.single_blocks;
+  };
+  auto swapped = [&](const ParamShape& p) { return o.device.is_cuda() && in_swap(p); };
+  double base_bytes = 0, host_bytes = 0;
+  std::map<int64_t, double> swapped_block_bytes;
+  int64_t largest_block_linear = 0, base_values = 0, largest_swapped = 0;
   std::vector<std::string> linear_layers;
   std::map<std::string, std::vector<int64_t>> linear_shape;
   for (const auto& p : shapes) {
@@ -139,16 +159,30 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
       linear_layers.push_back(layer);
       linear_shape[layer] = p.shape;
     }
+    double bytes = wb * static_cast<double>(p.numel());
     if (quantized && is_flux_block_name(p.name) && is_linear_weight(p)) {
-      base_bytes += static_cast<double>(p.numel()) + 4.0 * static_cast<double>(p.shape[0]);
+      bytes = static_cast<double>(p.numel()) + 4.0 * static_cast<double>(p.shape[0]);
       largest_block_linear = std::max(largest_block_linear, p.numel());
-    } else {
-      base_bytes += wb * static_cast<double>(p.numel());
     }
+    if (in_swap(p)) {
+      swapped_block_bytes[block_of(p.name, params)] += bytes;
+      largest_swapped = std::max(largest_swapped, p.numel());
+    }
+    if (swapped(p))
+      host_bytes += bytes;
+    else
+      base_bytes += bytes;
   }
+  std::vector<double> per_block;
+  for (const auto& [b, bytes] : swapped_block_bytes) per_block.push_back(bytes);
+  std::sort(per_block.rbegin(), per_block.rend());
+  const double swap_window =
+      (per_block.empty() ? 0.0 : per_block[0]) + (per_block.size() > 1 ? per_block[1] : 0.0);
+  base_bytes += swap_window;
 
   // What trains.
   Trainable t;
+  int64_t host_trained = 0;          // swapped trained weights (method full): updated on the host
   std::vector<PlannedBlock> blocks;  // the base's double then single blocks, then a ControlNet's
   for (int64_t i = 0; i < params.depth; ++i) blocks.push_back({false, 0, i});
   for (int64_t i = 0; i < params.depth_single_blocks; ++i)
@@ -159,9 +193,16 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
     std::vector<std::string> names;
     for (const auto& p : shapes) names.push_back(p.name);
     const auto chosen = select_parameters(names, o.train_blocks);
-    std::map<std::string, int64_t> numel;
-    for (const auto& p : shapes) numel[p.name] = p.numel();
-    for (const auto& n : chosen) t.tensors.push_back(numel[n]);
+    std::map<std::string, const ParamShape*> by_name;
+    for (const auto& p : shapes) by_name[p.name] = &p;
+    for (const auto& n : chosen) {
+      const ParamShape& p = *by_name[n];
+      // A swapped weight's gradient, moments and EMA are on the host.
+      if (swapped(p))
+        host_trained += p.numel();
+      else
+        t.tensors.push_back(p.numel());
+    }
     t.bytes_per_value = wb;
     what = o.train_blocks.empty() ? "full fine-tune" : "full fine-tune of train_blocks";
   } else if (o.method == "lora") {
@@ -206,10 +247,20 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
   plan.parts.push_back(
       {"weights", base_bytes + extra_bytes,
        fmt::format(
-           "{} base values ({}{}){}", base_values,
+           "{} base values ({}{}){}{}", base_values,
            quantized ? base_weights_name(o.base_weights) + " block linear weights, " : "",
            o.weights == torch::kFloat ? "fp32" : "bf16",
-           extra_bytes > 0 ? fmt::format(" + {} trained values in fp32", t.values()) : "")});
+           extra_bytes > 0 ? fmt::format(" + {} trained values in fp32", t.values()) : "",
+           split.double_blocks + split.single_blocks > 0
+               ? (o.device.is_cuda()
+                      ? fmt::format("; block swap: {} blocks' linear weights ({:.2f} GiB) on the "
+                                    "host, two blocks' ({:.2f} GiB) here",
+                                    split.double_blocks + split.single_blocks, host_bytes / kGiB,
+                                    swap_window / kGiB)
+                      : fmt::format("; block swap: + two blocks' copies ({:.2f} GiB; on the CPU "
+                                    "the host is the device)",
+                                    swap_window / kGiB))
+               : "")});
   const double largest =
       t.tensors.empty()
           ? 0.0
@@ -217,8 +268,13 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
   plan.parts.push_back(
       {"gradients",
        t.bytes_per_value * (o.optimizer_in_backward ? largest : static_cast<double>(t.values())),
-       o.optimizer_in_backward ? "the largest trainable tensor's (optimizer_in_backward)"
-                               : fmt::format("{} trainable values", format_thousands(t.values()))});
+       fmt::format("{}{}",
+                   o.optimizer_in_backward
+                       ? "the largest trainable tensor's (optimizer_in_backward)"
+                       : fmt::format("{} trainable values", format_thousands(t.values())),
+                   host_trained > 0 ? fmt::format(" (+ {} swapped values' on the host)",
+                                                  format_thousands(host_trained))
+                                    : "")});
   plan.parts.push_back({"optimizer", optimizer_bytes(t, o.adamw),
                         o.adamw.state_8bit
                             ? "AdamW, 8-bit moments"
@@ -247,17 +303,22 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
     workspace += per_value * static_cast<double>(largest_block_linear);
     ws_how.push_back("one dequantized layer");
   }
+  if (host_trained > 0) {  // a swapped weight's gradient on the device before it goes to the host
+    workspace += wb * static_cast<double>(largest_swapped);
+    ws_how.push_back("one swapped layer's weight gradient");
+  }
   plan.parts.push_back(
       {"workspace", workspace,
        ws_how.empty() ? std::string("none") : fmt::format("{}", fmt::join(ws_how, ", "))});
   plan.setting = fmt::format(
-      "{}, {} image + {} text tokens, batch {}, {} compute, {}{}{}{}", what, Li, Lt, o.batch_size,
+      "{}, {} image + {} text tokens, batch {}, {} compute, {}{}{}{}{}", what, Li, Lt, o.batch_size,
       o.precision == torch::kFloat ? "fp32" : "bf16", o.device.is_cuda() ? "cuda" : "cpu",
       o.gradient_checkpointing
           ? fmt::format(", checkpointing every {}", o.gradient_checkpointing_every)
           : "",
       o.optimizer_in_backward ? ", step in backward" : "",
-      quantized ? ", " + base_weights_name(o.base_weights) + " base" : "");
+      quantized ? ", " + base_weights_name(o.base_weights) + " base" : "",
+      o.blocks_to_swap > 0 ? fmt::format(", blocks_to_swap {}", o.blocks_to_swap) : "");
   return plan;
 }
 
@@ -310,6 +371,18 @@ std::vector<std::string> fit_memory_budget(TrainOptions& o, const FluxParams& pa
     }
     turned_on.push_back(s.key);
   }
+  // Last, block swap: the fewest blocks that fit (each costs transfer time every step).
+  if (!fits() && !given("blocks_to_swap") && o.blocks_to_swap == 0) {
+    const int64_t most = max_blocks_to_swap(params);
+    for (int64_t n = 1; n <= most; ++n) {
+      o.blocks_to_swap = n;
+      if (fits()) break;
+    }
+    if (fits())
+      turned_on.push_back("blocks_to_swap");
+    else
+      o.blocks_to_swap = 0;
+  }
   if (!fits())
     user_error(
         "memory_budget_gb {:.1f}: the plan needs {:.2f} GiB even with {} (set by you or "
@@ -342,19 +415,23 @@ std::vector<std::string> apply_memory_budget(Config& cfg) {
   const int64_t side = o.resolution / (2 * ae_factor);
   const int64_t image_tokens = side * side;
   std::vector<std::string> given;
-  for (const char* k :
-       {"gradient_checkpointing", "optimizer_state", "base_weights", "optimizer_in_backward"})
+  for (const char* k : {"gradient_checkpointing", "optimizer_state", "base_weights",
+                        "optimizer_in_backward", "blocks_to_swap"})
     if (cfg.is_set(k)) given.push_back(k);
   const auto on = fit_memory_budget(o, params, image_tokens, text_tokens, budget, given);
   for (const auto& k : on) {
-    const std::string value = k == "optimizer_state" ? "int8"
-                              : k == "base_weights"  ? "int8"
-                                                     : "true";
+    const std::string value = k == "optimizer_state"  ? "int8"
+                              : k == "base_weights"   ? "int8"
+                              : k == "blocks_to_swap" ? std::to_string(o.blocks_to_swap)
+                                                      : "true";
     cfg.set(k, value, "memory_budget_gb");
   }
+  std::vector<std::string> described = on;
+  for (auto& k : described)
+    if (k == "blocks_to_swap") k = fmt::format("blocks_to_swap {}", o.blocks_to_swap);
   log_info("memory_budget_gb {:g}: {}", cfg.f("memory_budget_gb"),
            on.empty() ? std::string("fits as configured")
-                      : fmt::format("turned on {}", fmt::join(on, ", ")));
+                      : fmt::format("turned on {}", fmt::join(described, ", ")));
   log_block(format_memory_plan(plan_training_memory(o, params, image_tokens, text_tokens)));
   return on;
 }

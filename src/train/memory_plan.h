@@ -52,7 +52,8 @@ std::string format_memory_plan(const MemoryPlan& plan);
 
 // memory_budget_gb: turns on savers the user left at their defaults, in order, until the plan
 // fits `budget_bytes`: gradient_checkpointing, optimizer_state int8, base_weights int8 (lora and
-// controlnet), optimizer_in_backward (grad_accum 1). `explicitly_set` names the keys the user
+// controlnet), optimizer_in_backward (grad_accum 1), last the fewest blocks_to_swap that fit
+// (block_swap.h). `explicitly_set` names the keys the user
 // gave (never changed). Returns the savers turned on ("gradient_checkpointing", ...); UserError
 // naming the budget and the smallest plan when even all of them do not fit.
 std::vector<std::string> fit_memory_budget(TrainOptions& o, const FluxParams& params,

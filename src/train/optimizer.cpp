@@ -1,6 +1,7 @@
 // AdamW (see optimizer.h).
 #include "train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/device.h"
@@ -110,11 +111,19 @@ void AdamW::load_state(const std::function<torch::Tensor(const std::string&)>& g
 
 double clip_grad_norm(const AdamW::Named& params, double max_norm) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> sq;
-  for (const auto& [name, p] : params)
-    if (p.grad().defined()) sq.push_back(p.grad().to(torch::kDouble).pow(2).sum());
+  // Squared norms summed per device (block swap keeps some gradients on the host), then added.
+  std::vector<std::pair<torch::Device, std::vector<torch::Tensor>>> sq;
+  for (const auto& [name, p] : params) {
+    if (!p.grad().defined()) continue;
+    auto it = std::find_if(sq.begin(), sq.end(),
+                           [&](const auto& d) { return d.first == p.grad().device(); });
+    if (it == sq.end()) it = sq.insert(sq.end(), {p.grad().device(), {}});
+    it->second.push_back(p.grad().to(torch::kDouble).pow(2).sum());
+  }
   if (sq.empty()) return 0.0;
-  const double norm = std::sqrt(torch::stack(sq).sum().item<double>());
+  double total = 0;
+  for (const auto& [device, parts] : sq) total += torch::stack(parts).sum().item<double>();
+  const double norm = std::sqrt(total);
   if (max_norm > 0 && norm > max_norm) {
     const double coef = max_norm / (norm + 1e-6);
     for (const auto& [name, p] : params)

@@ -50,14 +50,20 @@ OptimizerInBackward::~OptimizerInBackward() {
 void OptimizerInBackward::arm(double lr) {
   optimizer_.begin_step();
   lr_ = lr;
-  sum_sq_ = torch::Tensor();
+  squares_.assign(optimizer_.params().size(), torch::Tensor());
   updated_ = 0;
   armed_ = true;
 }
 
 double OptimizerInBackward::finish() {
   armed_ = false;
-  return sum_sq_.defined() ? std::sqrt(sum_sq_.item<double>()) : 0.0;
+  // Summed in parameter order, whatever order backward completed them in (block swap changes
+  // that order): the same norm, bit for bit, for the same gradients.
+  torch::Tensor sum;
+  for (const auto& sq : squares_)
+    if (sq.defined()) sum = sum.defined() ? sum + sq.to(sum.device()) : sq;
+  squares_.clear();
+  return sum.defined() ? std::sqrt(sum.item<double>()) : 0.0;
 }
 
 void OptimizerInBackward::on_gradient(size_t i) {
@@ -69,7 +75,7 @@ void OptimizerInBackward::on_gradient(size_t i) {
   // gradient is within max_grad_norm.
   const auto sq =  // (accumulated in float64 without a float64 copy of the gradient)
       torch::linalg_vector_norm(g, 2, c10::nullopt, false, torch::kDouble).square();
-  sum_sq_ = sum_sq_.defined() ? sum_sq_ + sq : sq;
+  squares_[i] = sq;
   if (max_norm_ > 0) g = g * (max_norm_ / (sq.sqrt() + 1e-6)).clamp_max(1.0).to(g.scalar_type());
   optimizer_.update(i, g, lr_);
   ++updated_;

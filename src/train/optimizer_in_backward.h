@@ -38,7 +38,7 @@ class OptimizerInBackward {
   void on_gradient(size_t i);
   AdamW& optimizer_;
   double max_norm_, lr_ = 0;
-  torch::Tensor sum_sq_;  // float64 on the device
+  std::vector<torch::Tensor> squares_;  // per parameter: its gradient's squared norm (float64)
   bool armed_ = false;
   int64_t updated_ = 0;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;

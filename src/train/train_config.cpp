@@ -42,6 +42,11 @@ ConfigSchema train_schema() {
               "storage of the frozen base's block weights (method lora, controlnet): dense (the "
               "`weights` dtype), int8 (per-output-channel scale) or fp8 (E4M3, per-output-channel "
               "scale), dequantized on the fly; read straight from the checkpoint")
+      .integer("model", "blocks_to_swap", 0,
+               "block swap (kohya's): N keeps the linear weights of the last N / 2 double and "
+               "2 x (N - N / 2) single blocks in host memory and streams each block to the device "
+               "as it runs (0: off; at most 38 for FLUX.1)",
+               0)
       .integer("controlnet", "controlnet_double_blocks", 2,
                "the ControlNet's double blocks (diffusers' num_layers), copied from the base's "
                "first ones",

@@ -139,6 +139,7 @@ TrainOptions TrainOptions::from_config(const Config& c) {
         "--base_weights {}: method full trains the base; 8-bit storage is for a frozen base "
         "(method lora or controlnet)",
         c.s("base_weights"));
+  o.blocks_to_swap = c.i("blocks_to_swap");
   o.gradient_checkpointing = c.b("gradient_checkpointing");
   o.gradient_checkpointing_every = c.i("gradient_checkpointing_every");
   o.zero_init = c.b("zero_init");

@@ -35,6 +35,7 @@ struct TrainOptions {
   LoraOptions lora;  // method lora (seed and description filled in by build_trained_model)
   ControlNetOptions controlnet;                    // method controlnet
   BaseWeights base_weights = BaseWeights::kDense;  // frozen bases (lora, controlnet): 8-bit blocks
+  int64_t blocks_to_swap = 0;                      // model/block_swap.h
   std::vector<std::string> train_blocks;           // name patterns; empty = all
   bool save_frozen = false;
   torch::ScalarType precision = torch::kFloat, weights = torch::kFloat;

@@ -9,6 +9,7 @@
 #include "data/latent_cache.h"
 #include "data/shapes.h"
 #include "io/files.h"
+#include "model/block_swap.h"
 #include "model/flux_weights.h"
 #include "sample/model_files.h"
 #include "text/cached_conditioner.h"
@@ -99,6 +100,7 @@ Pipeline build_pipeline(const TrainOptions& o) {
     lo.encoder_dtype = o.device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
     lo.with_text = !cache;
     lo.base_weights = o.base_weights;
+    lo.blocks_to_swap = o.blocks_to_swap;
     pipe = Pipeline::load(files, lo);
     if (cache) use_latent_cache(pipe, o, &files);
     log_info("model {}: transformer {} ({}), VAE {}, text {}", o.model, files.transformer,
@@ -118,6 +120,13 @@ Pipeline build_pipeline(const TrainOptions& o) {
     log_info("base weights: the blocks' linear layers in {} ({:.1f} MiB of linear weights)",
              base_weights_name(o.base_weights), static_cast<double>(bytes) / double(1 << 20));
   }
+  // A model path's swap was set up as it loaded; a preset's (built on the device) starts here.
+  if (o.blocks_to_swap > 0 && !pipe.transformer->block_swap)
+    enable_block_swap(*pipe.transformer, o.blocks_to_swap, o.device);
+  if (const auto& swap = pipe.transformer->block_swap)
+    log_info("block swap: {} blocks' linear weights ({:.1f} MiB) in host memory, streamed to {}",
+             swap->blocks(), static_cast<double>(swap->host_bytes()) / double(1 << 20),
+             o.device.str());
   return pipe;
 }
 

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/torch_compat.h"
+#include "model/block_swap.h"
 #include "model/controlnet.h"
 #include "model/flux_call.h"
 #include "model/latents.h"
@@ -271,8 +272,10 @@ Trainer::StepStats Trainer::train_step(int64_t step) {
     auto loss = (per_sample * b.loss_weights.to(device)).mean();
     forward_phase.end();
     PhaseRange backward_phase("backward");
-    if (in_backward_) in_backward_->arm(st.lr);  // (the updates happen in here)
+    if (in_backward_) in_backward_->arm(st.lr);                      // (the updates happen in here)
+    if (transformer.block_swap) transformer.block_swap->expect(-1);  // backward: last block first
     (loss / static_cast<double>(o_.grad_accum)).backward();
+    if (transformer.block_swap) transformer.block_swap->expect(+1);
     backward_phase.end();
     loss_sum += loss.item<double>();
   }

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "fixtures/flux_fixture.h"
 #include "fixtures/flux_repo_fixture.h"
 #include "io/image.h"
 #include "test_util.h"
@@ -83,6 +84,29 @@ TEST(SampleModel, DiffusersRepositoryToPng) {
   auto a = fluxtrain::read_image((dir / "dog8.png").string()).to(torch::kInt);
   auto b = fluxtrain::read_image((dir / "many" / "sample-002.png").string()).to(torch::kInt);
   EXPECT_LE((a - b).abs().max().item<int>(), 1);  // batched matmul rounding, at most 1/255
+}
+
+TEST(SampleModel, BlockSwapGivesTheSamePixels) {
+  fluxtrain::testing::TempDir tmp;
+  const std::string transformer = write_tiny_flux_repo(tmp / "model", RepoLayout::kBfl, true, 13);
+  // 2 double + 4 single blocks, so that there are blocks to swap (3: the last double block and
+  // the 4 single ones).
+  fluxtrain::FluxParams deeper = fluxtrain::fixtures::tiny_repo_flux_params(true);
+  deeper.depth = 2;
+  deeper.depth_single_blocks = 4;
+  fluxtrain::fixtures::write_tiny_flux_transformer(transformer, fluxtrain::WeightLayout::kBfl,
+                                                   deeper, 4);
+  const std::string common = "sample --model " + (tmp / "model") +
+                             " --prompt \"a cat\" --height 32 --width 32 --steps 3 --threads 1";
+  auto a = run(common + " --out " + (tmp / "a.png"));
+  ASSERT_EQ(a.code, 0) << a.out;
+  auto b = run(common + " --blocks_to_swap 3 --out " + (tmp / "b.png"));
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_TRUE(
+      torch::equal(fluxtrain::read_image(tmp / "a.png"), fluxtrain::read_image(tmp / "b.png")));
+  auto bad = run(common + " --blocks_to_swap 5 --out " + (tmp / "c.png"));
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("blocks_to_swap 5: expected 0 to 4"), std::string::npos) << bad.out;
 }
 
 TEST(SampleModel, MissingComponentsNameTheFileNeeded) {

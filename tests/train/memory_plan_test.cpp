@@ -27,6 +27,17 @@ TrainOptions cpu_options(const std::string& method) {
   return o;
 }
 
+// A flux-dev LoRA at 512 px, batch 1, bf16, on a GPU.
+TrainOptions flux_dev_lora_512() {
+  TrainOptions o;
+  o.method = "lora";
+  o.device = torch::Device(torch::kCUDA, 0);
+  o.weights = o.precision = torch::kBFloat16;
+  o.resolution = 512;
+  o.batch_size = 1;
+  return o;
+}
+
 int64_t values(torch::nn::Module& m, bool trainable_only) {
   int64_t n = 0;
   for (const auto& p : m.parameters())
@@ -137,12 +148,7 @@ TEST(MemoryPlan, ActivationsByHandForTheTinyPreset) {
 
 TEST(MemoryPlan, BudgetTurnsSaversOnInOrderAndNeverOneTheUserSet) {
   const FluxParams p = model_preset("flux-dev").flux;
-  TrainOptions o;
-  o.method = "lora";
-  o.device = torch::Device(torch::kCUDA, 0);
-  o.weights = o.precision = torch::kBFloat16;
-  o.resolution = 512;
-  o.batch_size = 1;
+  TrainOptions o = flux_dev_lora_512();
   const double gib = 1024.0 * 1024 * 1024;
   const double dense = plan_training_memory(o, p, 1024, 512).total();
   auto ckpt = o;
@@ -163,8 +169,93 @@ TEST(MemoryPlan, BudgetTurnsSaversOnInOrderAndNeverOneTheUserSet) {
   EXPECT_LE(plan_training_memory(b, p, 1024, 512).total(), 16 * gib);
   auto c = o;
   EXPECT_NE(error_of([&] {
-              fit_memory_budget(c, p, 1024, 512, 16 * gib, {"base_weights"});
+              fit_memory_budget(c, p, 1024, 512, 16 * gib, {"base_weights", "blocks_to_swap"});
             }).find("memory_budget_gb 16.0: the plan needs"),
             std::string::npos);
   EXPECT_FALSE(c.base_weights != BaseWeights::kDense);
+}
+
+TEST(MemoryPlan, BlockSwapKeepsTheSwappedWeightsAndTheirTrainingStateOnTheHost) {
+  const FluxParams p = model_preset("tiny").flux;  // 2 double, 4 single blocks
+  auto o = cpu_options("full");
+  o.device = torch::Device(torch::kCUDA, 0);  // (a plan for a GPU: host and device memory differ)
+  const auto base = plan_training_memory(o, p, 4, 12);
+  auto s = o;
+  s.blocks_to_swap = 3;  // double block 1 and the 4 single blocks
+  const auto swapped = plan_training_memory(s, p, 4, 12);
+  // By hand: the swapped linear weights by block.
+  std::map<std::string, double> block_values;
+  double values = 0, largest = 0;
+  for (const auto& t : flux_parameter_shapes(p)) {
+    const bool linear = t.shape.size() == 2;
+    const bool in_swap =
+        t.name.rfind("double_blocks.1.", 0) == 0 || t.name.rfind("single_blocks.", 0) == 0;
+    if (!linear || !in_swap) continue;
+    const auto dot = t.name.find('.', t.name.find('.') + 1);
+    block_values[t.name.substr(0, dot)] += static_cast<double>(t.numel());
+    values += static_cast<double>(t.numel());
+    largest = std::max(largest, static_cast<double>(t.numel()));
+  }
+  ASSERT_EQ(block_values.size(), 5u);
+  std::vector<double> per_block;
+  for (const auto& [name, n] : block_values) per_block.push_back(n);
+  std::sort(per_block.rbegin(), per_block.rend());
+  // Weights: the swapped ones leave, two blocks' worth (the largest two) come back as copies.
+  EXPECT_DOUBLE_EQ(swapped.part("weights"),
+                   base.part("weights") - 4 * values + 4 * (per_block[0] + per_block[1]));
+  // Their gradients and AdamW moments are on the host; one weight gradient passes through.
+  EXPECT_DOUBLE_EQ(swapped.part("gradients"), base.part("gradients") - 4 * values);
+  EXPECT_DOUBLE_EQ(swapped.part("optimizer"), base.part("optimizer") - 8 * values);
+  EXPECT_DOUBLE_EQ(swapped.part("workspace"), base.part("workspace") + 4 * largest);
+  EXPECT_DOUBLE_EQ(swapped.part("activations"), base.part("activations"));
+  EXPECT_NE(swapped.setting.find("blocks_to_swap 3"), std::string::npos);
+  // On the CPU the host is the device: the swap adds its two blocks' copies and moves nothing.
+  auto c = s;
+  c.device = torch::kCPU;
+  auto c0 = o;
+  c0.device = torch::kCPU;
+  const auto cpu = plan_training_memory(c, p, 4, 12), cpu0 = plan_training_memory(c0, p, 4, 12);
+  EXPECT_DOUBLE_EQ(cpu.part("weights"), cpu0.part("weights") + 4 * (per_block[0] + per_block[1]));
+  EXPECT_DOUBLE_EQ(cpu.part("gradients"), cpu0.part("gradients"));
+  EXPECT_DOUBLE_EQ(cpu.part("optimizer"), cpu0.part("optimizer"));
+  // A LoRA: only the frozen weights move.
+  auto l = cpu_options("lora");
+  l.device = torch::Device(torch::kCUDA, 0);
+  const auto lora = plan_training_memory(l, p, 4, 12);
+  l.blocks_to_swap = 3;
+  const auto lora_swapped = plan_training_memory(l, p, 4, 12);
+  EXPECT_DOUBLE_EQ(lora_swapped.part("weights"),
+                   lora.part("weights") - 4 * values + 4 * (per_block[0] + per_block[1]));
+  EXPECT_DOUBLE_EQ(lora_swapped.part("gradients"), lora.part("gradients"));
+  auto bad = o;
+  bad.blocks_to_swap = 5;
+  EXPECT_NE(error_of([&] {
+              plan_training_memory(bad, p, 4, 12);
+            }).find("blocks_to_swap 5: expected 0 to 4"),
+            std::string::npos);
+}
+
+TEST(MemoryPlan, BudgetSwapsTheFewestBlocksThatFitLast) {
+  const FluxParams p = model_preset("flux-dev").flux;
+  TrainOptions o = flux_dev_lora_512();
+  o.gradient_checkpointing = true;
+  const double gib = 1024.0 * 1024 * 1024;
+  // A 12 GiB card, the base kept in bf16 by the user: only block swap gets there.
+  auto a = o;
+  const auto on = fit_memory_budget(a, p, 1024, 512, 12 * gib, {"base_weights"});
+  ASSERT_FALSE(on.empty());
+  EXPECT_EQ(on.back(), "blocks_to_swap");
+  EXPECT_EQ(a.base_weights, BaseWeights::kDense);
+  ASSERT_GT(a.blocks_to_swap, 0);
+  EXPECT_LE(plan_training_memory(a, p, 1024, 512).total(), 12 * gib);
+  auto fewer = a;
+  --fewer.blocks_to_swap;
+  EXPECT_GT(plan_training_memory(fewer, p, 1024, 512).total(), 12 * gib);
+  // The user's own blocks_to_swap is never changed: then 12 GiB cannot be met.
+  auto b = o;
+  EXPECT_NE(error_of([&] {
+              fit_memory_budget(b, p, 1024, 512, 12 * gib, {"base_weights", "blocks_to_swap"});
+            }).find("memory_budget_gb 12.0"),
+            std::string::npos);
+  EXPECT_EQ(b.blocks_to_swap, 0);
 }
