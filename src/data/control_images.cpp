@@ -23,6 +23,16 @@ torch::Tensor canny_control_image(const torch::Tensor& image, const CannyOptions
   return (map / 127.5 - 1).expand({3, h, w}).contiguous();
 }
 
+torch::Tensor control_image_at_size(const torch::Tensor& control, int64_t height, int64_t width) {
+  if (control.size(0) == height && control.size(1) == width) return control;
+  return resize_image(control.permute({2, 0, 1}).to(torch::kFloat), height, width)
+      .round()
+      .clamp(0, 255)
+      .to(torch::kUInt8)
+      .permute({1, 2, 0})
+      .contiguous();
+}
+
 namespace {
 
 class ControlImageDataset : public Dataset {
@@ -49,6 +59,11 @@ class ControlImageDataset : public Dataset {
       ex.control_image = canny_control_image(ex.image, o_.canny);
       return ex;
     }
+    if (o_.source == "column") {  // joined by the ImageDataset of a source that has them
+      if (!ex.control_image.defined())
+        user_error("control_images column: {} has no control image for {}", inner_->name(), ex.key);
+      return ex;
+    }
     const std::string control_path = (fs::path(o_.source) / ex.key).string();
     const std::string image_path = (fs::path(o_.image_dir) / ex.key).string();
     torch::Tensor control = read_image(control_path);  // uint8 [h, w, 3]
@@ -56,14 +71,7 @@ class ControlImageDataset : public Dataset {
     auto original = probe_image(read_file_head(image_path, 1 << 16), /*whole_file=*/false);
     if (!original) original = probe_image(read_file_bytes(image_path), /*whole_file=*/true);
     if (!original) user_error("{}: cannot read its size", image_path);
-    if (control.size(0) != original->height || control.size(1) != original->width)
-      control = resize_image(control.permute({2, 0, 1}).to(torch::kFloat), original->height,
-                             original->width)
-                    .round()
-                    .clamp(0, 255)
-                    .to(torch::kUInt8)
-                    .permute({1, 2, 0})
-                    .contiguous();
+    control = control_image_at_size(control, original->height, original->width);
     const Bucket bucket{ex.image.size(2), ex.image.size(1)};
     ex.control_image = fit_to_bucket(control, bucket, o_.transform, draw);
     return ex;
@@ -78,7 +86,7 @@ class ControlImageDataset : public Dataset {
 std::shared_ptr<const Dataset> with_control_images(std::shared_ptr<const Dataset> inner,
                                                    const ControlImageOptions& options) {
   if (options.source.empty() || !inner) return inner;
-  if (options.source != "canny") {
+  if (options.source != "canny" && options.source != "column") {
     std::error_code ec;
     if (!fs::is_directory(options.source, ec))
       user_error(

@@ -6,6 +6,7 @@
 
 #include "core/errors.h"
 #include "core/log.h"
+#include "data/control_images.h"
 #include "io/image.h"
 #include "io/image_info.h"
 
@@ -77,6 +78,13 @@ Example ImageDataset::load(int64_t index, std::optional<uint64_t> draw) const {
       ex.caption = item.caption;
       ex.loss_weight = item.loss_weight;
       ex.key = item.key;
+      if (source_->has_control_images()) {  // the same size, bucket, crop and flip
+        const torch::Tensor control =
+            decode_image(source_->read_control_bytes(i), item.key + " (control image)");
+        ex.control_image =
+            fit_to_bucket(control_image_at_size(control, hwc.size(0), hwc.size(1)),
+                          buckets_[static_cast<size_t>(k)], options_.transform, draw);
+      }
       return ex;
     } catch (const UserError& e) {
       report_->add(item.key, e.what());  // strict: rethrows

@@ -7,7 +7,13 @@
 #include <cctype>
 #include <stdexcept>
 
+#include "core/errors.h"
+
 namespace fluxtrain {
+
+std::string ImageSource::read_control_bytes(int64_t i) const {
+  user_error("{}: has no control images ({})", name(), item(i).key);
+}
 
 namespace {
 

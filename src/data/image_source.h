@@ -30,6 +30,10 @@ class ImageSource {
   // The first `n` bytes or more (headers, for the image size); default: read_bytes(i).
   virtual std::string read_head(int64_t i, size_t n) const { return read_bytes(i); }
   virtual std::string name() const = 0;  // "image folder /data/art (120 images)"
+  // ControlNet datasets that hold a control image per row (diffusers' conditioning_image
+  // column): whether this source has them, and item i's encoded control image.
+  virtual bool has_control_images() const { return false; }
+  virtual std::string read_control_bytes(int64_t i) const;
 };
 
 // Several sources one after the other (DreamBooth: instance images, then class images).

@@ -48,13 +48,36 @@ ParquetSource::ParquetSource(const std::vector<std::string>& files, const Parque
       user_error("{}: no image column '{}' (its columns: {})", path, o.image_column, names);
     const std::string path_col = o.image_column + ".path";
     const bool has_paths = reader->has_column(path_col);
+    std::string control_col;
+    bool control_paths = false;
+    if (!o.control_column.empty()) {
+      control_col = reader->has_column(o.control_column + ".bytes") ? o.control_column + ".bytes"
+                                                                    : o.control_column;
+      if (!reader->has_column(control_col))
+        user_error("{}: no control image column '{}' (conditioning_image_column; its columns: {})",
+                   path, o.control_column, names);
+      control_paths = reader->has_column(o.control_column + ".path");
+    }
     const size_t f = files_.size();
+    // A row's file for an image column without bytes when it holds a path instead (datasets
+    // keeps a path for images it did not embed), or why it cannot be used.
+    auto file_of = [&](const std::string& label, const std::optional<std::string>& rel,
+                       std::string* out) -> std::optional<std::string> {
+      if (!rel || rel->empty()) return fmt::format("no {} bytes", label);
+      if (!is_contained_path(*rel))
+        return fmt::format("{} path '{}' escapes the dataset folder", label, *rel);
+      *out = (fs::path(path).parent_path() / *rel).string();
+      if (!fs::exists(*out)) return fmt::format("{} path '{}' is absent", label, *rel);
+      return std::nullopt;
+    };
     for (int g = 0; g < reader->num_row_groups(); ++g) {
-      std::vector<std::optional<std::string>> captions, images, paths;
+      std::vector<std::optional<std::string>> captions, images, paths, controls, cpaths;
       try {
         captions = reader->read_strings(g, caption_col);
         images = reader->read_strings(g, bytes_col);
         if (has_paths) paths = reader->read_strings(g, path_col);
+        if (!control_col.empty()) controls = reader->read_strings(g, control_col);
+        if (control_paths) cpaths = reader->read_strings(g, o.control_column + ".path");
       } catch (const UserError& e) {
         report.add(fmt::format("{} row group {}", file_name, g), e.what());
         continue;
@@ -64,21 +87,17 @@ ParquetSource::ParquetSource(const std::vector<std::string>& files, const Parque
       for (size_t r = 0; r < captions.size(); ++r) {
         const std::string key =
             fmt::format("{} row {}", file_name, first_row + static_cast<int64_t>(r));
-        Where w{f, g, static_cast<int64_t>(r), ""};
+        Where w{f, g, static_cast<int64_t>(r), "", ""};
         if (!images[r] || images[r]->empty()) {
-          // datasets keeps a path instead of bytes for images it did not embed.
-          const std::string rel = has_paths && paths[r] ? *paths[r] : "";
-          if (rel.empty()) {
-            report.add(key, "no image bytes");
+          if (auto why = file_of("image", has_paths ? paths[r] : std::nullopt, &w.path)) {
+            report.add(key, *why);
             continue;
           }
-          if (!is_contained_path(rel)) {
-            report.add(key, fmt::format("image path '{}' escapes the dataset folder", rel));
-            continue;
-          }
-          w.path = (fs::path(path).parent_path() / rel).string();
-          if (!fs::exists(w.path)) {
-            report.add(key, fmt::format("image path '{}' is absent", rel));
+        }
+        if (!control_col.empty() && (!controls[r] || controls[r]->empty())) {
+          if (auto why = file_of(o.control_column, control_paths ? cpaths[r] : std::nullopt,
+                                 &w.control_path)) {
+            report.add(key, *why);
             continue;
           }
         }
@@ -92,25 +111,38 @@ ParquetSource::ParquetSource(const std::vector<std::string>& files, const Parque
     }
     files_.push_back(std::move(*reader));
     bytes_column_.push_back(bytes_col);
+    control_column_.push_back(control_col);
   }
+  if (o.control_column.empty()) control_column_.clear();
+}
+
+std::string ParquetSource::column_bytes(const Where& w, int column) const {
+  std::shared_ptr<const std::vector<std::optional<std::string>>> group;
+  GroupCache& cache = cached_[column];
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cache.key == std::make_pair(w.file, w.row_group)) group = cache.rows;
+  }
+  if (!group) {
+    const std::string& name = column == 0 ? bytes_column_[w.file] : control_column_[w.file];
+    group = std::make_shared<const std::vector<std::optional<std::string>>>(
+        files_[w.file].read_strings(w.row_group, name));
+    std::lock_guard<std::mutex> lock(mutex_);
+    cache.key = {w.file, w.row_group};
+    cache.rows = group;
+  }
+  return group->at(static_cast<size_t>(w.row)).value_or(std::string());
 }
 
 std::string ParquetSource::read_bytes(int64_t i) const {
   const Where& w = where_.at(static_cast<size_t>(i));
-  if (!w.path.empty()) return read_file_bytes(w.path);
-  std::shared_ptr<const std::vector<std::optional<std::string>>> group;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (cached_key_ == std::make_pair(w.file, w.row_group)) group = cached_;
-  }
-  if (!group) {
-    group = std::make_shared<const std::vector<std::optional<std::string>>>(
-        files_[w.file].read_strings(w.row_group, bytes_column_[w.file]));
-    std::lock_guard<std::mutex> lock(mutex_);
-    cached_key_ = {w.file, w.row_group};
-    cached_ = group;
-  }
-  return group->at(static_cast<size_t>(w.row)).value_or(std::string());
+  return w.path.empty() ? column_bytes(w, 0) : read_file_bytes(w.path);
+}
+
+std::string ParquetSource::read_control_bytes(int64_t i) const {
+  if (control_column_.empty()) return ImageSource::read_control_bytes(i);
+  const Where& w = where_.at(static_cast<size_t>(i));
+  return w.control_path.empty() ? column_bytes(w, 1) : read_file_bytes(w.control_path);
 }
 
 std::string ParquetSource::name() const {

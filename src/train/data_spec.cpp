@@ -56,8 +56,12 @@ void add_data_keys(ConfigSchema& s) {
       .string("data", "val_data", "", "validation images: a path read like `data`")
       .string("data", "control_images", "",
               "ControlNet control images: canny (edges of each training image, computed after its "
-              "crop and flip), or a folder holding a control image per training image under the "
-              "same relative file name")
+              "crop and flip), column (parquet data's conditioning_image_column, one per row), "
+              "or a folder holding a control image per training image under the same relative "
+              "file name")
+      .string("data", "conditioning_image_column", "conditioning_image",
+              "parquet data: the column of control images (control_images column; stored as "
+              "the image column is: a struct of bytes and path, or bytes)")
       .real("data", "canny_low_threshold", 100.0,
             "Canny's low hysteresis threshold on the L2 Sobel magnitude (0..1442)", 0.0)
       .real("data", "canny_high_threshold", 200.0, "Canny's high hysteresis threshold", 0.0)
@@ -92,6 +96,7 @@ DataOptions DataOptions::from_config(const Config& c) {
   o.val_data = c.s("val_data");
   o.val_split = c.s("val_split");
   o.control.source = c.s("control_images");
+  o.conditioning_image_column = c.s("conditioning_image_column");
   o.control.canny = {c.f("canny_low_threshold"), c.f("canny_high_threshold"), c.f("canny_sigma")};
   o.strict = c.b("strict");
   o.workers = c.i("workers");
@@ -151,7 +156,10 @@ std::shared_ptr<ImageSource> image_source(const std::string& format, const std::
     return std::make_shared<WebDatasetSource>(find_shards(path), o.caption_column, report);
   if (format == "parquet")
     return std::make_shared<ParquetSource>(
-        find_parquet_files(path), ParquetSourceOptions{o.image_column, o.caption_column}, report);
+        find_parquet_files(path),
+        ParquetSourceOptions{o.image_column, o.caption_column,
+                             o.control.source == "column" ? o.conditioning_image_column : ""},
+        report);
   ImageFolderOptions fo;
   fo.caption_column = o.caption_column;
   fo.caption_extension = o.caption_extension;
@@ -293,7 +301,17 @@ TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t pat
         o.control.source);
   ControlImageOptions c = o.control;
   c.transform = o.transform;
-  if (c.source != "canny") {
+  if (c.source == "column") {
+    DataOptions val = o;
+    val.data = o.val_data;
+    if (d.format != "parquet" || (!o.val_data.empty() && detect_data_format(val) != "parquet"))
+      user_error(
+          "control_images column: the control images come from a parquet column "
+          "(conditioning_image_column '{}'), but `data`{} is {}",
+          o.conditioning_image_column, o.val_data.empty() ? "" : " or `val_data`", d.format);
+    if (!o.class_data.empty())
+      user_error("control_images column: class_data (a folder) has no control images");
+  } else if (c.source != "canny") {
     if (!o.val_data.empty() || !o.class_data.empty())
       user_error(
           "control_images '{}': a control folder mirrors the training folder only; "

@@ -25,6 +25,7 @@ struct DataOptions {
   double prior_loss_weight = 1.0;
   int64_t num_class_images = 0;  // generate up to this many class images before training
   std::string caption_column, image_column = "image", caption_extension = ".txt";
+  std::string conditioning_image_column = "conditioning_image";  // control_images column
   bool buckets = true;
   int64_t bucket_step = 0, bucket_min_side = 0, bucket_max_side = 0;  // 0: from the model
   double max_upscale = 4.0;

@@ -2,15 +2,18 @@
 // control images lowers the loss with the base frozen; a checkpoint is a diffusers controlnet/
 // directory (config.json + diffusion_pytorch_model.safetensors) beside fluxtrain's own files;
 // resume is bit-identical; `sample --checkpoint` and `sample --model --controlnet` use it, and at
-// scale 0 it changes nothing.
+// scale 0 it changes nothing; a parquet conditioning_image column trains as the control images
+// it holds.
 #include "model/controlnet.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
+#include "data/control_images.h"
 #include "fixtures/fixtures.h"
 #include "fixtures/flux_repo_fixture.h"
+#include "fixtures/parquet_fixture.h"
 #include "io/checkpoint.h"
 #include "io/files.h"
 #include "io/image.h"
@@ -207,4 +210,70 @@ TEST(ControlNetRun, Seed004sSaversCombine) {
   ASSERT_EQ(s.code, 0) << s.out;
   EXPECT_NE(s.out.find("base weights: the blocks' linear layers in int8"), std::string::npos)
       << s.out;
+}
+
+TEST(ControlNetRun, AParquetConditioningImageColumnTrainsAsTheControlImagesItHolds) {
+  // Rows of 32 x 32 images whose conditioning_image is the PNG of their own Canny map (the
+  // detector's defaults): training from the column is the very run that computes Canny itself.
+  TempDir tmp;
+  const std::string repo = tmp / "model";
+  fixtures::write_tiny_flux_repo(repo, fixtures::RepoLayout::kBfl, true, 53);
+  std::vector<fixtures::HfImageTextRow> rows;
+  fixtures::ParquetFixtureColumn cb{
+      "conditioning_image.bytes", fixtures::ParquetType::kBytes, true, {}};
+  fixtures::ParquetFixtureColumn cp{
+      "conditioning_image.path", fixtures::ParquetType::kString, true, {}};
+  for (int i = 0; i < 8; ++i) {
+    torch::manual_seed(100 + i);
+    // Smooth blobs (a coarse grid upsampled), so that Canny finds edges and not noise.
+    auto coarse = torch::randint(0, 256, {1, 3, 4, 4}, torch::kInt64).to(torch::kFloat);
+    auto hwc =
+        torch::nn::functional::interpolate(coarse, torch::nn::functional::InterpolateFuncOptions()
+                                                       .size(std::vector<int64_t>{32, 32})
+                                                       .mode(torch::kNearest))[0]
+            .permute({1, 2, 0})
+            .to(torch::kUInt8)
+            .contiguous();
+    const auto chw = hwc.permute({2, 0, 1}).to(torch::kFloat) / 127.5 - 1;
+    const auto edges = to_uint8_hwc(canny_control_image(chw, CannyOptions{}));
+    rows.push_back({false, encode_png(hwc), std::nullopt, "blobs " + std::to_string(i % 2)});
+    cb.cells.push_back(fixtures::ParquetCell{encode_png(edges)});
+    cp.cells.push_back(fixtures::ParquetCell{});
+  }
+  auto table = fixtures::hf_image_text_table(rows);
+  table.columns.insert(table.columns.begin() + 2, {cb, cp});
+  table.structs.push_back({"conditioning_image", true, {}});
+  fs::create_directories(tmp.path() / "fill");
+  fixtures::write_parquet_fixture(tmp / "fill/train-00000-of-00001.parquet", table);
+  auto config = [&](const std::string& source, const std::string& out) {
+    Config c(train_schema());
+    std::vector<std::string> args = fixtures::tiny_run_args(repo, tmp / out);
+    args.insert(args.end(), {"--method", "controlnet", "--control_images", source, "--data",
+                             tmp / "fill", "--steps", "3", "--val_samples", "0",
+                             "--controlnet_double_blocks", "1", "--controlnet_single_blocks", "1"});
+    parse_args(c, args);
+    return c;
+  };
+  auto column = train(config("column", "column"));
+  auto canny = train(config("canny", "canny"));
+  const auto lc = fixtures::train_losses(column.run_dir);
+  ASSERT_EQ(lc.size(), 3u);
+  EXPECT_EQ(lc, fixtures::train_losses(canny.run_dir));
+  // The control images reached the ControlNet: its zero-initialised input embedder has moved.
+  auto ck = load_checkpoint_dir((fs::path(column.run_dir) / "checkpoints" / "step-3").string());
+  EXPECT_GT(
+      ck.file("model.safetensors").load("controlnet_x_embedder.weight").abs().max().item<float>(),
+      0.0f);
+  // column needs parquet data.
+  fixtures::write_text(tmp / "imgs/a.png", encode_png(torch::zeros({32, 32, 3}, torch::kUInt8)));
+  fixtures::write_text(tmp / "imgs/a.txt", "a square");
+  auto folder =
+      run_fluxtrain("train --model " + repo + " --method controlnet --steps 1 --data " +
+                    (tmp / "imgs") + " --control_images column --output_dir " + (tmp / "f"));
+  EXPECT_EQ(folder.code, 2);
+  EXPECT_NE(folder.out.find("control_images column: the control images come from a parquet "
+                            "column (conditioning_image_column 'conditioning_image'), but `data` "
+                            "is imagefolder"),
+            std::string::npos)
+      << folder.out;
 }
