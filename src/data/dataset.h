@@ -24,6 +24,9 @@ struct Example {
   // and log-variance [C, h, w], the T5 tokens [T, ctx] and CLIP vector [vec] of the caption;
   // undefined otherwise.
   torch::Tensor latent_mean, latent_logvar, txt, vec;
+  // From a latent cache prepared with control images: the control image's posterior mean
+  // [C, h, w] (what a ControlNet run encodes control images to); undefined otherwise.
+  torch::Tensor control_latent_mean;
   std::string caption;
   // MLPerf validation: the fixed timestep index 0..7 of this sample (t = index / 8); -1 for
   // training examples.

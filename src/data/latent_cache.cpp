@@ -107,6 +107,7 @@ LatentCacheDataset::LatentCacheDataset(const std::string& dir, bool validation_s
                                        bool with_text)
     : dir_(dir), validation_(validation_split), with_text_(with_text) {
   manifest_ = std::make_shared<const LatentCacheManifest>(read_latent_cache_manifest(dir, false));
+  has_control_ = !manifest_->json.value("control", nlohmann::json(nullptr)).is_null();
   for (size_t i = 0; i < manifest_->examples.size(); ++i)
     if (manifest_->examples[i].validation == validation_split)
       examples_.push_back(static_cast<int64_t>(i));
@@ -127,6 +128,7 @@ Example LatentCacheDataset::get(int64_t index) const {
   Example ex;
   ex.latent_mean = shard.load(fmt::format("mean.{}", i));
   ex.latent_logvar = shard.load(fmt::format("logvar.{}", i));
+  if (has_control_) ex.control_latent_mean = shard.load(fmt::format("control.{}", i));
   if (with_text_) {
     auto text = text_by_id(x.caption);
     ex.txt = text.first;

@@ -6,7 +6,9 @@
 // encoder.
 //
 //   cache.json                   written last: its presence means the cache is complete
-//   latents-00000.safetensors    "mean.<i>", "logvar.<i>" for examples i of shard 0 ([C, h, w])
+//   latents-00000.safetensors    "mean.<i>", "logvar.<i>" for examples i of shard 0 ([C, h, w]);
+//                                with control images (cache.json "control"), "control.<i>":
+//                                the control image's posterior mean
 //   text-00000.safetensors       "txt.<c>" [T, ctx], "vec.<c>" [vec] for captions c of shard 0
 //   *.done                       a finished shard's size and XXH64 (an interrupted prepare
 //                                skips these when it resumes)
@@ -75,7 +77,7 @@ class LatentCacheDataset : public Dataset {
   std::pair<torch::Tensor, torch::Tensor> text_by_id(int64_t caption) const;
 
   std::string dir_;
-  bool validation_, with_text_;
+  bool validation_, with_text_, has_control_ = false;
   std::shared_ptr<const LatentCacheManifest> manifest_;
   std::vector<int64_t> examples_;  // indices into manifest_->examples
   std::vector<std::shared_ptr<SafetensorsFile>> latents_, text_;

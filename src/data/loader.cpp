@@ -43,12 +43,13 @@ Batch stack_examples(std::vector<Example> examples, const std::vector<int64_t>& 
   TORCH_CHECK(!examples.empty() && examples.size() == indices.size(),
               "stack_examples: one example per index, at least one");
   Batch b;
-  std::vector<torch::Tensor> images, controls, means, logvars, txts, vecs;
+  std::vector<torch::Tensor> images, controls, control_means, means, logvars, txts, vecs;
   std::vector<int64_t> timesteps;
   std::vector<float> weights;
   for (auto& ex : examples) {
     images.push_back(ex.image);
     controls.push_back(ex.control_image);
+    control_means.push_back(ex.control_latent_mean);
     means.push_back(ex.latent_mean);
     logvars.push_back(ex.latent_logvar);
     txts.push_back(ex.txt);
@@ -60,6 +61,7 @@ Batch stack_examples(std::vector<Example> examples, const std::vector<int64_t>& 
   }
   b.images = stack_or_undefined(images, "images", dataset_name);  // [B, 3, H, W]
   b.control_images = stack_or_undefined(controls, "control images", dataset_name);
+  b.control_latent_mean = stack_or_undefined(control_means, "control latents", dataset_name);
   b.latent_mean = stack_or_undefined(means, "latents", dataset_name);
   b.latent_logvar = stack_or_undefined(logvars, "latent log-variances", dataset_name);
   b.txt = stack_or_undefined(txts, "text encodings", dataset_name);
@@ -107,8 +109,8 @@ std::vector<Batch> collate_runs(const Dataset& data, const std::vector<int64_t>&
 }
 
 Batch pin_batch(Batch b) {
-  for (auto* t : {&b.images, &b.control_images, &b.latent_mean, &b.latent_logvar, &b.txt, &b.vec,
-                  &b.loss_weights, &b.timestep_indices})
+  for (auto* t : {&b.images, &b.control_images, &b.control_latent_mean, &b.latent_mean,
+                  &b.latent_logvar, &b.txt, &b.vec, &b.loss_weights, &b.timestep_indices})
     if (t->defined()) *t = t->pin_memory();
   return b;
 }

@@ -24,6 +24,7 @@ namespace fluxtrain {
 struct Batch {
   torch::Tensor images;          // [B, 3, H, W] float32 in [-1, 1] (undefined for cached latents)
   torch::Tensor control_images;  // [B, 3, H, W] float32 in [-1, 1] (ControlNet runs only)
+  torch::Tensor control_latent_mean;  // [B, C, h, w] from a latent cache with control images
   // Cached encodings (a prepared latent cache): posterior mean and log-variance [B, C, h, w],
   // T5 tokens [B, T, ctx] and CLIP vector [B, vec]; undefined otherwise.
   torch::Tensor latent_mean, latent_logvar, txt, vec;

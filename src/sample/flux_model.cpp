@@ -130,6 +130,7 @@ torch::Tensor FluxModel::denoise(const TextEmbeddings& cond, const torch::Tensor
   if (options_.keep_loaded) return torch::cat(out, 0);
   if (options_.offload) {
     transformer_->to(torch::kCPU);
+    if (transformer_->block_swap) transformer_->block_swap->release_all();  // its device copies
   } else {
     transformer_ = nullptr;
   }

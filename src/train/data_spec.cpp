@@ -288,27 +288,17 @@ TrainData build_images_and_order(const DataOptions& o, int64_t resolution, int64
 
 }  // namespace
 
-TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t patch_px,
-                           uint64_t seed, int64_t batch_size, int64_t val_samples, int64_t rank,
-                           int64_t world) {
-  TrainData d =
-      build_images_and_order(o, resolution, patch_px, seed, batch_size, val_samples, rank, world);
-  if (o.control.source.empty()) return d;
-  if (d.format == "cache")
-    user_error(
-        "control_images '{}': a latent cache holds no control images yet; train on the "
-        "images themselves",
-        o.control.source);
+ControlImageOptions control_image_options(const DataOptions& o, const std::string& format) {
   ControlImageOptions c = o.control;
   c.transform = o.transform;
   if (c.source == "column") {
     DataOptions val = o;
     val.data = o.val_data;
-    if (d.format != "parquet" || (!o.val_data.empty() && detect_data_format(val) != "parquet"))
+    if (format != "parquet" || (!o.val_data.empty() && detect_data_format(val) != "parquet"))
       user_error(
           "control_images column: the control images come from a parquet column "
           "(conditioning_image_column '{}'), but `data`{} is {}",
-          o.conditioning_image_column, o.val_data.empty() ? "" : " or `val_data`", d.format);
+          o.conditioning_image_column, o.val_data.empty() ? "" : " or `val_data`", format);
     if (!o.class_data.empty())
       user_error("control_images column: class_data (a folder) has no control images");
   } else if (c.source != "canny") {
@@ -318,11 +308,49 @@ TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t pat
           "val_data / class_data have no control images (use val_split, or "
           "control_images canny)",
           c.source);
-    if (d.format != "imagefolder")
+    if (format != "imagefolder")
       user_error("control_images '{}': a control folder goes with an image folder, `data` is {}",
-                 c.source, d.format);
+                 c.source, format);
     c.image_dir = o.data;
   }
+  return c;
+}
+
+nlohmann::json control_images_settings(const DataOptions& o) {
+  if (o.control.source.empty()) return nullptr;
+  nlohmann::json j = {{"source", o.control.source}};
+  if (o.control.source == "canny")
+    j["canny"] = {{"low_threshold", o.control.canny.low_threshold},
+                  {"high_threshold", o.control.canny.high_threshold},
+                  {"sigma", o.control.canny.sigma}};
+  else if (o.control.source == "column")
+    j["column"] = o.conditioning_image_column;
+  else
+    j["source"] = fs::absolute(o.control.source).lexically_normal().string();
+  return j;
+}
+
+TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t patch_px,
+                           uint64_t seed, int64_t batch_size, int64_t val_samples, int64_t rank,
+                           int64_t world) {
+  TrainData d =
+      build_images_and_order(o, resolution, patch_px, seed, batch_size, val_samples, rank, world);
+  if (d.format == "cache") {
+    // The cache's control latents (prepare --control_images) go with the same control_images.
+    const auto cached =
+        read_latent_cache_manifest(o.data, false).json.value("control", nlohmann::json(nullptr));
+    const auto wanted = control_images_settings(o);
+    if (!wanted.is_null() && cached != wanted)
+      user_error(
+          "control_images: the latent cache {} holds {} but this run asks for {}; prepare the "
+          "cache with the run's control_images (and canny thresholds), or give the cache's",
+          o.data, cached.is_null() ? "no control latents" : "control latents of " + cached.dump(),
+          wanted.dump());
+    if (!wanted.is_null()) d.describe += fmt::format("; control latents: {}", cached.dump());
+    return d;
+  }
+  if (o.control.source.empty()) return d;
+  const ControlImageOptions c = control_image_options(o, d.format);
   d.train = with_control_images(d.train, c);
   d.validation = with_control_images(d.validation, c);
   d.describe += fmt::format("; control images: {}", c.source);

@@ -4,6 +4,7 @@
 // it (aspect-ratio buckets for images of several shapes) and the report of what could not be used.
 #pragma once
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/config.h"
@@ -63,6 +64,13 @@ struct TrainData {
 
 // `patch_px` is the model's pixels per token side (bucket step); `val_samples` is the shapes'
 // (and Fashion-MNIST's) validation count; rank and world shard the sampler.
+// The control images `o` asks for (control_images), checked against the data's `format` (a
+// control folder goes with an image folder, column with parquet; UserError otherwise).
+ControlImageOptions control_image_options(const DataOptions& o, const std::string& format);
+// What a latent cache records of them (null for none): the source, canny's thresholds and
+// sigma, the column, or the folder's absolute path. A run on the cache must ask for the same.
+nlohmann::json control_images_settings(const DataOptions& o);
+
 TrainData build_train_data(const DataOptions& o, int64_t resolution, int64_t patch_px,
                            uint64_t seed, int64_t batch_size, int64_t val_samples, int64_t rank,
                            int64_t world);

@@ -173,6 +173,9 @@ PrepareResult prepare_cache(const PrepareOptions& o) {
   std::string format;
   auto data = build_source_dataset(o.data, resolution, 2 * pipe.preset.ae_factor, o.seed, r.report,
                                    &format);
+  // ControlNet data: each example's control image, encoded beside its image.
+  if (!o.data.control.source.empty())
+    data = with_control_images(data, control_image_options(o.data, format));
   const Plan plan = make_plan(data->size(), o.data.val_split, o.seed);
   const int64_t n = static_cast<int64_t>(plan.order.size());
 
@@ -189,6 +192,7 @@ PrepareResult prepare_cache(const PrepareOptions& o) {
                              {"transform", transform},
                              {"source", {{"data", o.data.data}, {"format", format}}},
                              {"val_split", o.data.val_split},
+                             {"control", control_images_settings(o.data)},
                              {"seed", o.seed},
                              {"dtype", precision_name(o.dtype)},
                              {"shard_size", o.shard_size},
@@ -254,9 +258,15 @@ PrepareResult prepare_cache(const PrepareOptions& o) {
       auto [mean, logvar] = pipe.autoencoder->encode_moments(b.images.to(o.device));
       mean = mean.to(torch::kCPU, o.dtype);
       logvar = logvar.to(torch::kCPU, o.dtype);
+      torch::Tensor control;  // the control images' posterior means (what training takes)
+      if (b.control_images.defined())
+        control = pipe.autoencoder->encode_moments(b.control_images.to(o.device))
+                      .first.to(torch::kCPU, o.dtype);
       for (int64_t j = 0; j < b.size(); ++j, ++k) {
         tensors.emplace_back(fmt::format("mean.{}", k), mean[j].contiguous());
         tensors.emplace_back(fmt::format("logvar.{}", k), logvar[j].contiguous());
+        if (control.defined())
+          tensors.emplace_back(fmt::format("control.{}", k), control[j].contiguous());
         nlohmann::json e = {
             {"key", b.keys[static_cast<size_t>(j)]},
             {"caption_text", b.captions[static_cast<size_t>(j)]},

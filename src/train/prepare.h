@@ -5,7 +5,8 @@
 // vector (the empty caption and the validation prompts included). Shards are written one at a
 // time, atomically, each marked done with its size and checksum, so an interrupted prepare
 // resumes where it stopped; cache.json is written last. A validation split gets timestep indices
-// 0..7 in equal numbers (MLPerf).
+// 0..7 in equal numbers (MLPerf). With control_images each example's control image is encoded
+// too (its posterior mean, "control.<i>"), and cache.json's "control" says from what.
 #pragma once
 #include <memory>
 #include <string>

@@ -80,7 +80,8 @@ void read_controlnet_options(const Config& c, TrainOptions& o) {
     return;
   }
   if (o.data.control.source.empty())
-    user_error("method controlnet: give control_images (canny, or a folder of control images)");
+    user_error(
+        "method controlnet: give control_images (canny, column, or a folder of control images)");
   if (!c.list("train_blocks").empty() || c.b("save_frozen"))
     user_error("--train_blocks / --save_frozen: method controlnet trains the ControlNet only");
   ControlNetOptions& n = o.controlnet;

@@ -208,6 +208,10 @@ Trainer::Encoded Trainer::encode(const Batch& b) {
       controls.push_back(ae.latents_from_moments(m, lv, torch::Tensor()));
     }
     e.control = patchify(torch::cat(controls).to(torch::kFloat));  // [B, L, C]
+  } else if (b.control_latent_mean.defined()) {  // the same means, from the latent cache
+    e.control = patchify(
+        ae.latents_from_moments(to_device(b.control_latent_mean), torch::Tensor(), torch::Tensor())
+            .to(torch::kFloat));
   }
   if (b.txt.defined()) {
     // Cached encodings; captions dropped to "" take the empty caption's.

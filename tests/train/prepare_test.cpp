@@ -67,6 +67,20 @@ PrepareOptions prepare_options(const std::string& model, const fs::path& images,
   return PrepareOptions::from_config(c);
 }
 
+// A short fine-tune of `repo` on `data` (raw images or their cache), run `name` under `runs`.
+Config cache_run_config(const std::string& repo, const fs::path& data, const fs::path& runs,
+                        const std::string& name, const std::vector<std::string>& extra) {
+  Config c(train_schema());
+  std::vector<std::string> args = {
+      "--model",      repo,   "--data",         data.string(), "--output_dir",      runs.string(),
+      "--name",       name,   "--resolution",   "32",          "--batch_size",      "2",
+      "--lr",         "1e-3", "--warmup_steps", "0",           "--val_samples",     "0",
+      "--final_eval", "none", "--threads",      "1",           "--bucket_min_side", "16"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  parse_args(c, args);
+  return c;
+}
+
 }  // namespace
 
 TEST(Prepare, TheCacheHoldsWhatTheEncodersGive) {
@@ -190,38 +204,8 @@ TEST(Prepare, AFineTuneFromRawImagesAndFromItsCacheGivesTheSameLosses) {
   write_images(tmp.path() / "images");
   prepare_cache(prepare_options(repo, tmp.path() / "images", tmp.path() / "cache"));
   auto run = [&](const fs::path& data, const std::string& name) {
-    Config c(train_schema());
-    parse_args(c, {"--model",
-                   repo,
-                   "--data",
-                   data.string(),
-                   "--output_dir",
-                   (tmp.path() / "runs").string(),
-                   "--name",
-                   name,
-                   "--resolution",
-                   "32",
-                   "--batch_size",
-                   "2",
-                   "--steps",
-                   "6",
-                   "--lr",
-                   "1e-3",
-                   "--warmup_steps",
-                   "0",
-                   "--val_samples",
-                   "0",
-                   "--final_eval",
-                   "none",
-                   "--threads",
-                   "1",
-                   "--bucket_min_side",
-                   "16",
-                   "--caption_dropout",
-                   "0.3",
-                   "--workers",
-                   "1"});
-    return train(c);
+    return train(cache_run_config(repo, data, tmp.path() / "runs", name,
+                                  {"--steps", "6", "--caption_dropout", "0.3", "--workers", "1"}));
   };
   const auto raw = run(tmp.path() / "images", "raw");
   const auto cached = run(tmp.path() / "cache", "cached");
@@ -259,4 +243,50 @@ TEST(Prepare, ACacheOfManyCaptionsTrainsWithoutHoldingTheirText) {
   const auto r = train(c);
   EXPECT_EQ(fixtures::train_losses(r.run_dir).size(), 2u);
   EXPECT_FALSE(fs::exists(fs::path(r.run_dir) / "samples" / "captions.png"));  // 70 > 64
+}
+
+TEST(Prepare, AControlNetRunFromItsCacheOfControlLatentsGivesTheSameLosses) {
+  // prepare --control_images canny stores each example's control latents beside its latents; a
+  // ControlNet run on the cache equals the one computing Canny and encoding it, bit for bit.
+  TempDir tmp;
+  torch::manual_seed(8);
+  const std::string repo = tmp / "model";
+  fixtures::write_tiny_flux_repo(repo, fixtures::RepoLayout::kDiffusers, true, 45);
+  write_images(tmp.path() / "images");
+  const std::vector<std::string> canny = {"--control_images", "canny", "--canny_sigma", "0.8"};
+  const auto r =
+      prepare_cache(prepare_options(repo, tmp.path() / "images", tmp.path() / "cache", canny));
+  const auto manifest = read_latent_cache_manifest(r.dir, true);
+  EXPECT_EQ(manifest.json["control"]["source"], "canny");
+  EXPECT_EQ(manifest.json["control"]["canny"]["sigma"], 0.8);
+  SafetensorsFile shard((tmp.path() / "cache" / manifest.latent_shards[0]).string());
+  EXPECT_TRUE(shard.contains("control.0"));
+  EXPECT_EQ(shard.load("control.0").sizes(), shard.load("mean.0").sizes());
+  auto run = [&](const fs::path& data, const std::string& name,
+                 const std::vector<std::string>& control) {
+    std::vector<std::string> extra = {"--steps",
+                                      "4",
+                                      "--method",
+                                      "controlnet",
+                                      "--controlnet_double_blocks",
+                                      "1",
+                                      "--controlnet_single_blocks",
+                                      "1"};
+    extra.insert(extra.end(), control.begin(), control.end());
+    return train(cache_run_config(repo, data, tmp.path() / "runs", name, extra));
+  };
+  const auto raw = run(tmp.path() / "images", "raw", canny);
+  const auto cached = run(tmp.path() / "cache", "cached", canny);
+  const auto a = fixtures::train_losses(raw.run_dir), b = fixtures::train_losses(cached.run_dir);
+  ASSERT_EQ(a.size(), 4u);
+  EXPECT_EQ(a, b);
+  // Other thresholds than the cache's, or a cache without control latents, are refused.
+  const auto other = error_of([&] {
+    run(tmp.path() / "cache", "other", {"--control_images", "canny", "--canny_sigma", "1.4"});
+  });
+  EXPECT_NE(other.find("control_images: the latent cache"), std::string::npos) << other;
+  EXPECT_NE(other.find("\"sigma\":1.4"), std::string::npos) << other;
+  prepare_cache(prepare_options(repo, tmp.path() / "images", tmp.path() / "plain"));
+  const auto none = error_of([&] { run(tmp.path() / "plain", "none", canny); });
+  EXPECT_NE(none.find("holds no control latents"), std::string::npos) << none;
 }
