@@ -114,6 +114,26 @@ inline void empty_cuda_cache() {
 #endif
 }
 
+// Page-locks `bytes` of ordinary host memory at `p` in place (cudaHostRegister), so that copies
+// from it to a CUDA device run asynchronously, without the caching host allocator's rounding of
+// every pinned allocation up to a power of two. False without CUDA or when the driver refuses.
+inline bool register_host_memory(void* p, size_t bytes) {
+#ifdef FLUXTRAIN_TORCH_CUDA
+  return cudaHostRegister(p, bytes, cudaHostRegisterDefault) == cudaSuccess;
+#else
+  (void)p;
+  (void)bytes;
+  return false;
+#endif
+}
+inline void unregister_host_memory(void* p) {
+#ifdef FLUXTRAIN_TORCH_CUDA
+  cudaHostUnregister(p);
+#else
+  (void)p;
+#endif
+}
+
 // The CUDA runtime this build was compiled against ("12.4"), or "" without CUDA.
 inline std::string cuda_runtime_version() {
 #ifdef FLUXTRAIN_TORCH_CUDA

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "core/errors.h"
+#include "core/torch_compat.h"
 #include "model/flux.h"
 #include "model/linear.h"
 
@@ -40,10 +41,10 @@ std::vector<torch::Tensor> host_tensors(const LinearImpl& layer) {
   return {layer.weight};
 }
 
-// A copy of host tensor `t` in host memory, pinned when the device copies go to CUDA.
-torch::Tensor to_host(const torch::Tensor& t, const torch::Device& device) {
-  auto h = t.to(torch::kCPU);
-  return device.is_cuda() ? h.pin_memory() : h;
+// Bytes of `t`'s values, rounded up to 64 (each tensor's place in a block's host buffer).
+int64_t aligned_bytes(const torch::Tensor& t) {
+  const int64_t n = t.numel() * static_cast<int64_t>(t.element_size());
+  return (n + 63) / 64 * 64;
 }
 
 struct Version {
@@ -60,7 +61,7 @@ Version version_of(const torch::Tensor& t) {
 struct BlockSwap::Resident {
   size_t block = 0;
   std::vector<std::vector<torch::Tensor>> tensors;  // per layer, on the device
-  std::vector<Version> versions;                    // of the host tensors copied, in order
+  std::vector<std::vector<Version>> versions;       // per layer, of the host tensors copied
   uint64_t last_use = 0;
   std::optional<c10::Event> copied;  // CUDA: recorded on the side stream after the copies
   bool waited = false;               // the compute stream waits for `copied` (once)
@@ -75,32 +76,68 @@ struct BlockSwap::Streams {
 BlockSwap::BlockSwap(std::vector<std::vector<LinearImpl*>> blocks, torch::Device device)
     : blocks_(std::move(blocks)), device_(device) {
   if (device_.is_cuda()) {
-    if (device_.index() < 0) device_ = torch::Device(torch::kCUDA, 0);
+    if (device_.index() < 0)  // "cuda": the current device, where the model's tensors go
+      device_ = c10::impl::VirtualGuardImpl(c10::DeviceType::CUDA).getDevice();
     streams_ = std::make_unique<Streams>(device_);
   }
   torch::NoGradGuard no_grad;
-  for (const auto& layers : blocks_)
+  // Each block's weights move into one host buffer of their own (views into it), page-locked in
+  // place on CUDA: one registration per block, no power-of-two rounding.
+  for (const auto& layers : blocks_) {
+    int64_t bytes = 0;
+    for (LinearImpl* layer : layers) {
+      TORCH_CHECK(!layer->quantized || layer->quantized->codes.defined(),
+                  "block swap: 8-bit weight not loaded");
+      for (const auto& t : host_tensors(*layer)) bytes += aligned_bytes(t);
+    }
+    auto buffer = torch::empty({bytes}, torch::kUInt8);
+    int64_t offset = 0;
+    auto place = [&](const torch::Tensor& t) {
+      auto view = buffer.narrow(0, offset, t.numel() * static_cast<int64_t>(t.element_size()))
+                      .view(t.scalar_type())
+                      .view(t.sizes());
+      view.copy_(t);
+      offset += aligned_bytes(t);
+      return view;
+    };
     for (LinearImpl* layer : layers) {
       if (layer->quantized) {
-        TORCH_CHECK(layer->quantized->codes.defined(), "block swap: 8-bit weight not loaded");
-        layer->quantized->codes = to_host(layer->quantized->codes, device_);
-        layer->quantized->scale = to_host(layer->quantized->scale, device_);
+        layer->quantized->codes = place(layer->quantized->codes);
+        layer->quantized->scale = place(layer->quantized->scale);
       } else {
-        layer->weight.set_data(to_host(layer->weight, device_));
+        layer->weight.set_data(place(layer->weight));
       }
-      for (const auto& t : host_tensors(*layer))
-        host_bytes_ += t.numel() * static_cast<int64_t>(t.element_size());
     }
+    if (device_.is_cuda() && compat::register_host_memory(buffer.data_ptr(), bytes))
+      registered_.push_back(buffer.data_ptr());
+    host_bytes_ += bytes;
+    buffers_.push_back(std::move(buffer));
+  }
 }
 
-BlockSwap::~BlockSwap() = default;
+BlockSwap::~BlockSwap() {
+  for (void* p : registered_) compat::unregister_host_memory(p);
+}
 
-bool BlockSwap::current(const Resident& r) const {
-  size_t k = 0;
-  for (LinearImpl* layer : blocks_[r.block])
-    for (const auto& t : host_tensors(*layer))
-      if (k >= r.versions.size() || !(r.versions[k++] == version_of(t))) return false;
-  return k == r.versions.size();
+bool BlockSwap::layer_current(const Resident& r, size_t layer) const {
+  const auto host = host_tensors(*blocks_[r.block][layer]);
+  const auto& v = r.versions[layer];
+  if (host.size() != v.size()) return false;
+  for (size_t k = 0; k < host.size(); ++k)
+    if (!(v[k] == version_of(host[k]))) return false;
+  return true;
+}
+
+void BlockSwap::copy_layer(Resident& r, size_t layer) {
+  std::vector<torch::Tensor> copies;
+  std::vector<Version> versions;
+  for (const auto& t : host_tensors(*blocks_[r.block][layer])) {
+    versions.push_back(version_of(t));
+    copies.push_back(t.to(device_, t.scalar_type(), /*non_blocking=*/streams_ != nullptr,
+                          /*copy=*/true));
+  }
+  r.tensors[layer] = std::move(copies);
+  r.versions[layer] = std::move(versions);
 }
 
 void BlockSwap::evict_for(size_t keep) {
@@ -118,27 +155,17 @@ void BlockSwap::evict_for(size_t keep) {
 }
 
 BlockSwap::Resident& BlockSwap::fetch(size_t block) {
-  for (auto it = resident_.begin(); it != resident_.end(); ++it)
-    if ((*it)->block == block) {
-      if (current(**it)) return **it;
-      resident_.erase(it);  // the host weights changed (an optimizer step): copy again
-      break;
-    }
+  for (auto& r : resident_)
+    if (r->block == block) return *r;  // (stale layers are copied again as they are used)
   evict_for(block);
   auto r = std::make_unique<Resident>();
   r->block = block;
+  r->tensors.resize(blocks_[block].size());
+  r->versions.resize(blocks_[block].size());
   torch::NoGradGuard no_grad;
   std::optional<c10::StreamGuard> on_side;
   if (streams_) on_side.emplace(streams_->side);
-  for (LinearImpl* layer : blocks_[block]) {
-    std::vector<torch::Tensor> copies;
-    for (const auto& t : host_tensors(*layer)) {
-      r->versions.push_back(version_of(t));
-      copies.push_back(t.to(device_, t.scalar_type(), /*non_blocking=*/streams_ != nullptr,
-                            /*copy=*/true));
-    }
-    r->tensors.push_back(std::move(copies));
-  }
+  for (size_t l = 0; l < blocks_[block].size(); ++l) copy_layer(*r, l);
   if (streams_) {
     r->copied.emplace(c10::DeviceType::CUDA);
     r->copied->record(streams_->side);
@@ -170,6 +197,14 @@ const std::vector<torch::Tensor>& BlockSwap::weights(size_t block, size_t layer)
     r->waited = true;
   }
   if (new_block) prefetch_after(block);  // (never evicts the running block: r stays valid)
+  if (!layer_current(*r, layer)) {
+    // The host weight changed since the copy (an optimizer step, a checkpoint load): this layer
+    // alone is copied again, on the compute stream (ordered before its use). The layers of a
+    // block that the step inside backward has updated are not used again in that backward.
+    torch::NoGradGuard no_grad;
+    copy_layer(*r, layer);
+    ++refreshes_;
+  }
   return r->tensors[layer];
 }
 
@@ -290,7 +325,9 @@ struct SwappedLinearFunction : torch::autograd::Function<SwappedLinearFunction> 
     if (ctx->saved_data["bias_grad"].toBool()) {
       std::vector<int64_t> leading(static_cast<size_t>(g.dim() - 1));
       for (size_t d = 0; d < leading.size(); ++d) leading[d] = static_cast<int64_t>(d);
-      gb = (ctx->saved_data["addmm"].toBool() ? g2.sum(0) : g.sum(leading))
+      gb = (ctx->saved_data["addmm"].toBool() ? g2.sum(0)
+            : g.dim() == 1                    ? g
+                                              : g.sum(leading))
                .to(static_cast<torch::ScalarType>(ctx->saved_data["bias_dtype"].toInt()));
     }
     return {gx, gw, gb, torch::Tensor()};

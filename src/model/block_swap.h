@@ -1,9 +1,11 @@
 // Block swap (kohya's `blocks_to_swap`): the linear weights of the last transformer blocks live
-// in host memory (pinned on CUDA) and each block's weights are copied to the device just before
-// the block runs, on a side stream, while the block before it computes. At most two swapped
-// blocks are on the device at a time (the one running and the one being copied), so a card holds
-// the resident blocks plus two. Backward walks the blocks in reverse and streams them again (with
-// activation checkpointing the recomputation reuses the copy its backward then needs).
+// in host memory (one buffer per block, page-locked in place on CUDA) and each block's weights are
+// copied to the device just before the block runs, on a side stream, while the block before it
+// computes. At most two swapped blocks are held on the device at a time (the one running and the
+// one being copied; an evicted block's memory is reused once the compute stream is done with it, so
+// the memory plan counts three), so a card holds the resident blocks plus two or three. Backward
+// walks the blocks in reverse and streams them again (with activation checkpointing the
+// recomputation reuses the copy its backward then needs).
 //
 // What moves: the weights of the blocks' fluxtrain Linear layers (dense or 8-bit codes and
 // scales: 99.9 % of a block's bytes). Biases, norm scales and LoRA adapters stay on the device.
@@ -11,8 +13,8 @@
 // and asks for the weights again in backward. A trained swapped weight (method full) keeps its
 // gradient, optimizer moments and EMA on the host: its gradient is computed on the device,
 // copied to the host weight's .grad, and AdamW updates it there (ZeRO-Offload's arrangement);
-// a copy made before the weight changed is refetched (each copy records the host tensors'
-// versions).
+// a layer whose host weight changed since its copy (each copy records the host tensors'
+// versions) is copied again when it is next used.
 //
 // Which blocks (kohya's split: one double block weighs about two single blocks): N swaps the
 // last N / 2 double blocks and the last 2 x (N - N / 2) single blocks.
@@ -42,7 +44,7 @@ int64_t max_blocks_to_swap(const FluxParams& params);
 class BlockSwap {
  public:
   // `blocks`: each swapped block's linear layers, in execution order. The layers' weights move
-  // to host memory (pinned when `device` is CUDA).
+  // into host memory (a buffer per block, page-locked when `device` is CUDA).
   BlockSwap(std::vector<std::vector<LinearImpl*>> blocks, torch::Device device);
   ~BlockSwap();
   BlockSwap(const BlockSwap&) = delete;
@@ -59,8 +61,10 @@ class BlockSwap {
   torch::Device device() const { return device_; }
   size_t blocks() const { return blocks_.size(); }
   int64_t host_bytes() const { return host_bytes_; }
-  // Bookkeeping, for tests and logs: copies made (blocks), the most blocks on the device at once.
+  // Bookkeeping, for tests and logs: copies made (whole blocks), single layers copied again
+  // because their host weights changed, the most blocks on the device at once.
   int64_t copies() const { return copies_; }
+  int64_t refreshes() const { return refreshes_; }
   int64_t most_resident() const { return most_resident_; }
   // Every copy on the device dropped (tests; the next use copies again).
   void release_all();
@@ -68,7 +72,8 @@ class BlockSwap {
  private:
   struct Resident;
   Resident& fetch(size_t block);  // resident or copied now (on the side stream on CUDA)
-  bool current(const Resident& r) const;
+  bool layer_current(const Resident& r, size_t layer) const;
+  void copy_layer(Resident& r, size_t layer);  // on the current stream
   void evict_for(size_t keep);
   void prefetch_after(size_t block);
 
@@ -78,7 +83,9 @@ class BlockSwap {
   size_t running_ = SIZE_MAX;
   int direction_ = 1;
   uint64_t clock_ = 0;
-  int64_t host_bytes_ = 0, copies_ = 0, most_resident_ = 0;
+  int64_t host_bytes_ = 0, copies_ = 0, refreshes_ = 0, most_resident_ = 0;
+  std::vector<torch::Tensor> buffers_;  // per block: its weights' host memory
+  std::vector<void*> registered_;       // buffers page-locked with cudaHostRegister
   struct Streams;
   std::unique_ptr<Streams> streams_;  // CUDA only
 };

@@ -294,6 +294,7 @@ ControlImageOptions control_image_options(const DataOptions& o, const std::strin
   if (c.source == "column") {
     DataOptions val = o;
     val.data = o.val_data;
+    val.format = "auto";  // (as the validation set is read)
     if (format != "parquet" || (!o.val_data.empty() && detect_data_format(val) != "parquet"))
       user_error(
           "control_images column: the control images come from a parquet column "

@@ -137,8 +137,8 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
   MemoryPlan plan;
 
   // Weights of the transformer; block swap keeps the swapped blocks' linear weights on the host
-  // and two swapped blocks' worth on the device (on the CPU host and device memory are one: the
-  // swap saves nothing there, and the two blocks' copies come on top).
+  // and three swapped blocks' worth on the device (on the CPU host and device memory are one: the
+  // swap saves nothing there, and two blocks' copies come on top).
   const BlockSwapSplit split = block_swap_split(params, o.blocks_to_swap);
   auto in_swap = [&](const ParamShape& p) {
     const int64_t b = block_of(p.name, params);
@@ -176,8 +176,10 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
   std::vector<double> per_block;
   for (const auto& [b, bytes] : swapped_block_bytes) per_block.push_back(bytes);
   std::sort(per_block.rbegin(), per_block.rend());
-  const double swap_window =
-      (per_block.empty() ? 0.0 : per_block[0]) + (per_block.size() > 1 ? per_block[1] : 0.0);
+  // Two blocks held, and on CUDA an evicted one's memory until the compute stream is done with it.
+  double swap_window = 0;
+  const size_t window = o.device.is_cuda() ? 3 : 2;
+  for (size_t k = 0; k < std::min(window, per_block.size()); ++k) swap_window += per_block[k];
   base_bytes += swap_window;
 
   // What trains.
@@ -254,7 +256,7 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
            split.double_blocks + split.single_blocks > 0
                ? (o.device.is_cuda()
                       ? fmt::format("; block swap: {} blocks' linear weights ({:.2f} GiB) on the "
-                                    "host, two blocks' ({:.2f} GiB) here",
+                                    "host, three blocks' copies ({:.2f} GiB) here",
                                     split.double_blocks + split.single_blocks, host_bytes / kGiB,
                                     swap_window / kGiB)
                       : fmt::format("; block swap: + two blocks' copies ({:.2f} GiB; on the CPU "

@@ -10,6 +10,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -40,7 +41,10 @@ class OptimizerInBackward {
   double max_norm_, lr_ = 0;
   std::vector<torch::Tensor> squares_;  // per parameter: its gradient's squared norm (float64)
   bool armed_ = false;
-  int64_t updated_ = 0;
+  // (Hooks of host parameters, block swap's, run in the thread that called backward while CUDA
+  // parameters' run in the device's autograd thread: the count is atomic; each hook writes only
+  // its own parameter's slot of squares_.)
+  std::atomic<int64_t> updated_{0};
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
 };
 
