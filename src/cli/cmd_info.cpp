@@ -15,6 +15,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "model/clip_text.h"
+#include "model/controlnet.h"
 #include "model/flux.h"
 #include "model/flux_weights.h"
 #include "model/presets.h"
@@ -23,6 +24,7 @@
 #include "sample/model_files.h"
 #include "train/memory_plan.h"
 #include "train/resume.h"
+#include "train/train_config.h"
 #include "train/trained_model.h"
 
 namespace fluxtrain {
@@ -64,27 +66,24 @@ int cmd_info(const Args& args) {
             true)
       .choice("model", "dtype", "auto", {"auto", "fp32", "bf16"},
               "weight dtype shown and used for memory (auto: bf16 for flux-*, fp32 for tiny)");
-  // The memory plan's keys: train's, with the same names and defaults.
-  schema.choice("plan", "method", "full", {"full", "lora", "controlnet"}, "training method")
+  // The memory plan's keys: train's own declarations (names, defaults, ranges and help), and four
+  // of the plan's: the device it is for, the resolution, batch_size and precision defaults.
+  const ConfigSchema train = train_schema();
+  for (const char* name :
+       {"method", "lora_rank", "lora_targets", "use_dora", "controlnet_double_blocks",
+        "controlnet_single_blocks", "base_weights", "optimizer_state", "optimizer_block_size",
+        "gradient_checkpointing", "gradient_checkpointing_every", "optimizer_in_backward",
+        "blocks_to_swap", "ema_decay", "ema_on_cpu"}) {
+    ConfigKey key = *train.find(name);
+    key.group = "plan";
+    schema.add(std::move(key));
+  }
+  schema
       .choice("plan", "device", "cuda", {"cuda", "cpu"},
               "the device the plan is for (cpu: libtorch's math attention keeps its "
               "probabilities)")
       .integer("plan", "resolution", 0, "training image side in pixels (0: the preset's)", 0)
       .integer("plan", "batch_size", 1, "images per step", 1)
-      .integer("plan", "lora_rank", 16, "rank of each adapter", 1)
-      .list("plan", "lora_targets", "the layers with adapters (attn, attn_mlp, blocks, all, names)")
-      .boolean("plan", "use_dora", false, "DoRA adapters")
-      .integer("plan", "controlnet_double_blocks", 2, "the ControlNet's double blocks", 0)
-      .integer("plan", "controlnet_single_blocks", 4, "the ControlNet's single blocks", 0)
-      .choice("plan", "base_weights", "dense", {"dense", "int8", "fp8"}, "frozen base storage")
-      .choice("plan", "optimizer_state", "fp32", {"fp32", "bf16", "int8"}, "AdamW moments")
-      .integer("plan", "optimizer_block_size", 256, "values per 8-bit block", 64)
-      .boolean("plan", "gradient_checkpointing", false, "activation checkpointing")
-      .integer("plan", "gradient_checkpointing_every", 1, "checkpoint one block in k", 1)
-      .boolean("plan", "optimizer_in_backward", false, "the optimizer step inside backward")
-      .integer("plan", "blocks_to_swap", 0, "blocks whose linear weights stay on the host", 0)
-      .real("plan", "ema_decay", 0.0, "EMA of the trainable weights (0: none)", 0.0)
-      .boolean("plan", "ema_on_cpu", false, "the EMA in CPU memory")
       .choice("plan", "precision", "auto", {"auto", "fp32", "bf16"},
               "compute dtype (auto: bf16 on cuda, fp32 on the cpu)");
   Config cfg(schema);
@@ -131,15 +130,10 @@ int cmd_info(const Args& args) {
     if (checkpoint_method == "lora" || checkpoint_method == "controlnet") {
       lora = true;  // (the base is frozen either way)
       int64_t trained = 0;
-      for (const auto& n : f.names()) {
-        trained += f.info(n).numel();
-        // A ControlNet's depths: one projection per block.
-        auto ends_weight = [&](const char* prefix) {
-          return n.rfind(prefix, 0) == 0 && n.size() > 7 &&
-                 n.compare(n.size() - 7, 7, ".weight") == 0;
-        };
-        if (ends_weight("controlnet_blocks.")) ++checkpoint_blocks.first;
-        if (ends_weight("controlnet_single_blocks.")) ++checkpoint_blocks.second;
+      for (const auto& n : f.names()) trained += f.info(n).numel();
+      if (checkpoint_method == "controlnet") {  // its depths, from its diffusers config.json
+        const FluxParams net = inspect_controlnet(dir).params;
+        checkpoint_blocks = {net.depth, net.depth_single_blocks};
       }
       std::printf(
           "checkpoint %s: step %lld, %s: %zu tensors, %s parameters train; the base "

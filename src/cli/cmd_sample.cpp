@@ -43,7 +43,8 @@ static ConfigSchema sample_schema() {
             true)
       .path("input", "control_image", "the ControlNet's control image (PNG, JPEG, WebP, BMP)", true)
       .boolean("input", "control_canny", false,
-               "use the Canny edges of control_image (thresholds 100/200, blur 1.4) instead of it")
+               "use the Canny edges of control_image instead of it (canny_*: a controlnet run's "
+               "own settings by default, else 100 / 200 / 1.4)")
       .real("input", "controlnet_scale", 1.0,
             "ControlNet conditioning scale (diffusers' controlnet_conditioning_scale)", 0.0)
       .string("input", "prompt", "",
@@ -85,6 +86,13 @@ static ConfigSchema sample_schema() {
                "block (0: off)",
                0)
       .integer("sampling", "max_batch", 4, "--model: images per transformer and VAE call", 1);
+  // --control_canny's thresholds and blur: train's declarations.
+  const ConfigSchema train = train_schema();
+  for (const char* name : {"canny_low_threshold", "canny_high_threshold", "canny_sigma"}) {
+    ConfigKey key = *train.find(name);
+    key.group = "input";
+    s.add(std::move(key));
+  }
   return s;
 }
 
@@ -144,14 +152,16 @@ void apply_sampling_flags(const Config& cfg, SampleOptions& o) {
   if (cfg.s("shift") != "auto") o.shift = cfg.s("shift") == "on";
 }
 
+using ControlEncoder =
+    std::function<torch::Tensor(const torch::Tensor& hwc, const std::optional<CannyOptions>&)>;
+
 // The ControlNet flags: `net` is the run's own ControlNet (a controlnet checkpoint) or null;
 // --controlnet DIR loads one into `owned`. `encode` gives a control image's tokens for the
-// output size. Sets o.controlnet, o.control_tokens and o.controlnet_scale.
-void apply_controlnet_flags(
-    const Config& cfg, FluxControlNetImpl* net, FluxControlNet& owned, const FluxParams& base,
-    torch::Device device, torch::ScalarType dtype,
-    const std::function<torch::Tensor(const torch::Tensor& hwc, bool canny)>& encode,
-    SampleOptions& o) {
+// output size; `canny` are the Canny settings the canny_* flags change (a run's own, or the
+// defaults). Sets o.controlnet, o.control_tokens and o.controlnet_scale.
+void apply_controlnet_flags(const Config& cfg, FluxControlNetImpl* net, FluxControlNet& owned,
+                            const FluxParams& base, torch::Device device, torch::ScalarType dtype,
+                            CannyOptions canny, const ControlEncoder& encode, SampleOptions& o) {
   if (!cfg.s("controlnet").empty()) {
     if (net)
       user_error("--controlnet: checkpoint '{}' is a ControlNet run and brings its own",
@@ -167,19 +177,33 @@ void apply_controlnet_flags(
     owned->eval();
     net = owned.get();
   }
+  const std::vector<std::string> control_keys = {"control_image",        "control_canny",
+                                                 "controlnet_scale",     "canny_low_threshold",
+                                                 "canny_high_threshold", "canny_sigma"};
   if (!net) {
-    if (!cfg.s("control_image").empty())
-      user_error("--control_image: give --controlnet (or a controlnet run's --checkpoint)");
+    for (const auto& k : control_keys)
+      if (cfg.differs_from_default(k))
+        user_error("--{}: give --controlnet (or a controlnet run's --checkpoint)", k);
     return;
   }
   if (cfg.s("control_image").empty())
     user_error("a ControlNet needs --control_image FILE (its control image)");
+  if (cfg.differs_from_default("canny_low_threshold"))
+    canny.low_threshold = cfg.f("canny_low_threshold");
+  if (cfg.differs_from_default("canny_high_threshold"))
+    canny.high_threshold = cfg.f("canny_high_threshold");
+  if (cfg.differs_from_default("canny_sigma")) canny.sigma = cfg.f("canny_sigma");
   o.controlnet = net;
-  o.control_tokens = encode(read_image(cfg.s("control_image")), cfg.b("control_canny"));
+  const bool edges = cfg.b("control_canny");
+  o.control_tokens = encode(read_image(cfg.s("control_image")),
+                            edges ? std::optional<CannyOptions>(canny) : std::nullopt);
   o.controlnet_scale = cfg.f("controlnet_scale");
   log_info("controlnet: {} double + {} single blocks, scale {}, control image {}{}",
            net->params.depth, net->params.depth_single_blocks, o.controlnet_scale,
-           cfg.s("control_image"), cfg.b("control_canny") ? " (its Canny edges)" : "");
+           cfg.s("control_image"),
+           edges ? fmt::format(" (its Canny edges, thresholds {:g} / {:g}, sigma {:g})",
+                               canny.low_threshold, canny.high_threshold, canny.sigma)
+                 : "");
 }
 
 torch::ScalarType weights_dtype(const Config& cfg, const torch::Device& device) {
@@ -265,7 +289,8 @@ int sample_checkpoint(const Config& cfg, const std::vector<std::string>& prompts
   if (model->controlnet()) model->controlnet()->eval();
   apply_controlnet_flags(
       cfg, model->controlnet(), owned_controlnet, pipe.transformer->params, pipe.device, dtype,
-      [&](const torch::Tensor& hwc, bool canny) {
+      ro.data.control.canny,  // (what a controlnet run trained on)
+      [&](const torch::Tensor& hwc, const std::optional<CannyOptions>& canny) {
         return control_image_tokens(*pipe.autoencoder, hwc, o.height, o.width, canny, pipe.device);
       },
       o);
@@ -311,7 +336,8 @@ int sample_model(const Config& cfg, const std::vector<std::string>& prompts) {
   FluxControlNet owned_controlnet{nullptr};
   apply_controlnet_flags(
       cfg, nullptr, owned_controlnet, model.transformer_weights().params, mo.device, mo.dtype,
-      [&](const torch::Tensor& hwc, bool canny) {
+      CannyOptions{},
+      [&](const torch::Tensor& hwc, const std::optional<CannyOptions>& canny) {
         return model.control_tokens(hwc, o.height, o.width, canny);
       },
       o);

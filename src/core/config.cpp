@@ -310,6 +310,11 @@ const std::string& Config::s(const std::string& key) const {
 const std::vector<std::string>& Config::list(const std::string& key) const {
   return std::get<std::vector<std::string>>(get(key, KeyType::kList));
 }
+bool Config::differs_from_default(const std::string& key) const {
+  const Config defaults(schema_);
+  return !(value(key) == defaults.value(key));
+}
+
 const ConfigValue& Config::value(const std::string& key) const {
   if (!schema_.find(key)) throw std::logic_error("config key not in schema: " + key);
   return values_.at(key);

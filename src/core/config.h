@@ -89,6 +89,9 @@ class Config {
   bool has(const std::string& key) const { return schema_.find(key) != nullptr; }
   // True when a key was set by a file or flag rather than left at its default.
   bool is_set(const std::string& key) const { return explicitly_set_.count(key) > 0; }
+  // Whether the key's value differs from its default (a saved configuration sets every key, so
+  // this, not is_set, says what a user chose).
+  bool differs_from_default(const std::string& key) const;
 
   std::string to_yaml() const;  // resolved config, grouped, with every key
   const ConfigSchema& schema() const { return schema_; }

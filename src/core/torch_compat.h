@@ -119,7 +119,9 @@ inline void empty_cuda_cache() {
 // every pinned allocation up to a power of two. False without CUDA or when the driver refuses.
 inline bool register_host_memory(void* p, size_t bytes) {
 #ifdef FLUXTRAIN_TORCH_CUDA
-  return cudaHostRegister(p, bytes, cudaHostRegisterDefault) == cudaSuccess;
+  if (cudaHostRegister(p, bytes, cudaHostRegisterDefault) == cudaSuccess) return true;
+  cudaGetLastError();  // (clear it: a later kernel launch must not report it)
+  return false;
 #else
   (void)p;
   (void)bytes;

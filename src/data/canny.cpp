@@ -69,6 +69,11 @@ std::vector<double> gaussian_kernel(double sigma) {
   return k;
 }
 
+void check_canny_options(const CannyOptions& options) {
+  check_options(options);
+  gaussian_kernel(options.sigma);
+}
+
 std::vector<uint8_t> canny_edges(const uint8_t* grey, int w, int h, const CannyOptions& o) {
   check_image(grey, w, h, "canny_edges");
   check_options(o);

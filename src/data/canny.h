@@ -39,6 +39,8 @@ std::vector<double> gaussian_kernel(double sigma);
 // gaussian_kernel); std::invalid_argument for a null image or a side < 1.
 std::vector<uint8_t> canny_edges(const uint8_t* grey, int width, int height,
                                  const CannyOptions& options);
+// The same UserErrors for the options alone (checked before any image is read).
+void check_canny_options(const CannyOptions& options);
 
 // Interleaved 8-bit RGB (width * height * 3 bytes) -> luminance by ITU-R BT.601,
 // 0.299 R + 0.587 G + 0.114 B, rounded to nearest (halves up; exact, in integers).

@@ -97,8 +97,7 @@ std::shared_ptr<const Dataset> with_control_images(std::shared_ptr<const Dataset
       user_error("control_images '{}': a control folder goes with an image folder `data`",
                  options.source);
   }
-  const uint8_t pixel = 0;  // bad thresholds or sigma fail here, before any example
-  canny_edges(&pixel, 1, 1, options.canny);
+  if (options.source == "canny") check_canny_options(options.canny);  // before any example
   return std::make_shared<ControlImageDataset>(std::move(inner), options);
 }
 

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "core/errors.h"
+#include "core/log.h"
 #include "core/torch_compat.h"
 #include "model/flux.h"
 #include "model/linear.h"
@@ -108,8 +109,15 @@ BlockSwap::BlockSwap(std::vector<std::vector<LinearImpl*>> blocks, torch::Device
         layer->weight.set_data(place(layer->weight));
       }
     }
-    if (device_.is_cuda() && compat::register_host_memory(buffer.data_ptr(), bytes))
-      registered_.push_back(buffer.data_ptr());
+    if (device_.is_cuda()) {
+      if (compat::register_host_memory(buffer.data_ptr(), bytes))
+        registered_.push_back(buffer.data_ptr());
+      else if (registered_.empty() && buffers_.empty())  // (said once)
+        log_warn(
+            "block swap: the driver would not page-lock {:.1f} MiB of host memory; the "
+            "swapped blocks copy synchronously",
+            static_cast<double>(bytes) / double(1 << 20));
+    }
     host_bytes_ += bytes;
     buffers_.push_back(std::move(buffer));
   }

@@ -55,7 +55,7 @@ class BlockSwap {
   // starts the copy of the next swapped block in the current direction.
   const std::vector<torch::Tensor>& weights(size_t block, size_t layer);
   // The direction the blocks run in next: +1 forward, -1 backward (the trainer says so before
-  // backward and after the step); the next block that way is prefetched now.
+  // backward and before each forward); the next block that way is prefetched now.
   void expect(int direction);
 
   torch::Device device() const { return device_; }

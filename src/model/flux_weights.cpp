@@ -424,6 +424,12 @@ void load_flux_weights(FluxImpl& model, const FluxWeights& weights) {
     auto& param = kv.value();
     if (auto w = waiting.find(kv.key()); e && w != waiting.end()) {
       LinearImpl& layer = *w->second;
+      const std::vector<int64_t> shape = {layer.out_features, layer.in_features};
+      if (c10::IntArrayRef(shape) != c10::IntArrayRef(e->shape))
+        user_error(
+            "{}: the model's parameter '{}' {} does not fit the checkpoint ({}); build the "
+            "model with the checkpoint's params",
+            weights.path, kv.key(), shape_str(shape), table.describe());
       layer.set_quantized(QuantizedWeight::quantize(reader.read(*e, torch::kFloat, layer.device()),
                                                     layer.quantized->kind));
       ++count;

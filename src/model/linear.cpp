@@ -92,10 +92,10 @@ void LinearImpl::to(torch::Dtype dtype, bool non_blocking) {
   if (!swap) return torch::nn::Module::to(dtype, non_blocking);
   torch::NoGradGuard no_grad;
   if (bias.defined()) bias.set_data(bias.to(dtype));
-  if (!quantized && weight.scalar_type() != dtype) {
-    auto w = weight.to(dtype);
-    weight.set_data(weight.is_pinned() ? w.pin_memory() : w);
-  }
+  // The swapped weight lives in its block's host buffer (page-locked on CUDA); converting it
+  // would leave that buffer behind: every loader converts before enabling the swap.
+  if (!quantized && weight.scalar_type() != dtype)
+    throw std::logic_error("Linear: convert the model's dtype before enable_block_swap");
 }
 void LinearImpl::to(torch::Device device, bool non_blocking) {
   if (swap) {

@@ -49,7 +49,8 @@ struct LinearImpl : torch::nn::Module {
   torch::Device device() const;
 
   // Module::to, moving the 8-bit storage along (its codes keep their dtype). A swapped layer's
-  // weights stay on the host (a dtype change converts them there); its bias moves.
+  // weights stay on the host (a dtype change of them is a logic_error: convert before the swap);
+  // its bias moves.
   void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
   void to(torch::Dtype dtype, bool non_blocking = false) override;
   void to(torch::Device device, bool non_blocking = false) override;

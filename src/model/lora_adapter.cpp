@@ -54,9 +54,10 @@ torch::Tensor LoraAdapter::forward(const torch::Tensor& x, const torch::Tensor& 
   auto lora = torch::matmul(torch::matmul(xd, down.to(dt).t()), up.to(dt).t());  // [..., out]
   if (!magnitude.defined()) return base_out + scale * lora;
   // DoRA: the norm of the adapted weight, detached (PEFT, DoRA paper section 4.3).
-  auto norm = dora_weight_norm(base.dense_weight().detach(), delta_weight().detach());
+  const auto w = base.dense_weight().detach();  // (once: 8-bit and swapped layers make it)
+  auto norm = dora_weight_norm(w, delta_weight().detach());
   auto mag_norm = (magnitude / norm).to(dt);  // [out], broadcasts over the last dim
-  auto wx = drop ? torch::matmul(xd, base.dense_weight().to(dt).t())
+  auto wx = drop ? torch::matmul(xd, w.to(dt).t())
                  : (base.bias.defined() ? base_out - base.bias.to(dt) : base_out);
   return base_out + (mag_norm - 1) * wx + mag_norm * (scale * lora);
 }

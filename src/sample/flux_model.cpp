@@ -139,7 +139,7 @@ torch::Tensor FluxModel::denoise(const TextEmbeddings& cond, const torch::Tensor
 }
 
 torch::Tensor FluxModel::control_tokens(const torch::Tensor& hwc, int64_t height, int64_t width,
-                                        bool canny) {
+                                        const std::optional<CannyOptions>& canny) {
   check_resolution(height, width);
   const bool park = options_.offload && !options_.keep_loaded;
   if (!vae_) vae_ = load_flux_vae(files_.vae, options_.device, options_.dtype);

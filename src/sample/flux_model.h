@@ -61,7 +61,8 @@ class FluxModel {
   // A control image's latent tokens [1, L, C] (CPU) for a height x width sample
   // (control_image_tokens); the VAE is loaded for it and stays for decode (or, with offload,
   // goes back to the CPU).
-  torch::Tensor control_tokens(const torch::Tensor& hwc, int64_t height, int64_t width, bool canny);
+  torch::Tensor control_tokens(const torch::Tensor& hwc, int64_t height, int64_t width,
+                               const std::optional<CannyOptions>& canny);
   // Images [N, 3, H, W] in [-1, 1] (CPU) from latent tokens, `max_batch` at a time.
   torch::Tensor decode(const torch::Tensor& tokens, int64_t height, int64_t width,
                        int64_t max_batch = 1);

@@ -70,11 +70,11 @@ torch::Tensor denoise_tokens(FluxImpl& transformer, const TextEmbeddings& cond, 
 }
 
 torch::Tensor control_image_tokens(ImageAutoencoder& autoencoder, const torch::Tensor& hwc,
-                                   int64_t height, int64_t width, bool canny,
-                                   torch::Device device) {
+                                   int64_t height, int64_t width,
+                                   const std::optional<CannyOptions>& canny, torch::Device device) {
   torch::NoGradGuard no_grad;
   torch::Tensor image = fit_to_bucket(hwc, Bucket{width, height}, {}, std::nullopt);  // [3, H, W]
-  if (canny) image = canny_control_image(image, CannyOptions{});
+  if (canny) image = canny_control_image(image, *canny);
   auto [mean, logvar] = autoencoder.encode_moments(image.unsqueeze(0).to(device));
   return patchify(autoencoder.latents_from_moments(mean, logvar, torch::Tensor())
                       .to(torch::kFloat));  // [1, L, C]

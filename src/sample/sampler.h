@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "data/canny.h"
 #include "sample/pipeline.h"
 
 namespace fluxtrain {
@@ -54,9 +55,11 @@ torch::Tensor denoise_tokens(FluxImpl& transformer, const TextEmbeddings& cond, 
 
 // The latent tokens [1, L, C] of a control image (uint8 [h, w, 3]) for a height x width sample:
 // centre-cropped to cover that size, through the autoencoder (its posterior mean, as training
-// encodes control images), patchified. `canny` first replaces the image by its Canny edges.
+// encodes control images), patchified. `canny`, when given, first replaces the image by its Canny
+// edges with those thresholds and blur (a ControlNet is sampled with the edges it trained on).
 torch::Tensor control_image_tokens(ImageAutoencoder& autoencoder, const torch::Tensor& hwc,
-                                   int64_t height, int64_t width, bool canny, torch::Device device);
+                                   int64_t height, int64_t width,
+                                   const std::optional<CannyOptions>& canny, torch::Device device);
 
 // Generates one image per prompt -> [B, 3, H, W] in [-1, 1] on the CPU. Image i's starting
 // noise comes from (seed, i) alone, so an image does not depend on what else is in the batch.

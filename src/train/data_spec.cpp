@@ -295,13 +295,17 @@ ControlImageOptions control_image_options(const DataOptions& o, const std::strin
     DataOptions val = o;
     val.data = o.val_data;
     val.format = "auto";  // (as the validation set is read)
-    if (format != "parquet" || (!o.val_data.empty() && detect_data_format(val) != "parquet"))
+    if (format != "parquet")
       user_error(
           "control_images column: the control images come from a parquet column "
-          "(conditioning_image_column '{}'), but `data`{} is {}",
-          o.conditioning_image_column, o.val_data.empty() ? "" : " or `val_data`", format);
+          "(conditioning_image_column '{}'), but `data` is {}",
+          o.conditioning_image_column, format);
+    if (!o.val_data.empty() && detect_data_format(val) != "parquet")
+      user_error("control_images column: val_data '{}' is {}, not parquet with a '{}' column",
+                 o.val_data, detect_data_format(val), o.conditioning_image_column);
     if (!o.class_data.empty())
-      user_error("control_images column: class_data (a folder) has no control images");
+      user_error("control_images column: class_data '{}' (a folder) has no control images",
+                 o.class_data);
   } else if (c.source != "canny") {
     if (!o.val_data.empty() || !o.class_data.empty())
       user_error(

@@ -24,6 +24,8 @@
 #include "model/block_swap.h"
 #include "model/flux_weights.h"
 #include "model/presets.h"
+#include "model/vae.h"
+#include "sample/flux_model.h"
 #include "sample/model_files.h"
 #include "train/lora_model.h"
 
@@ -34,7 +36,7 @@ constexpr double kDoubleBlockPerToken = 27, kSingleBlockPerToken = 24;
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 double dtype_bytes(torch::ScalarType t) {
-  return t == torch::kFloat ? 4.0 : 2.0;
+  return static_cast<double>(c10::elementSize(t));
 }
 
 bool is_linear_weight(const ParamShape& p) {
@@ -79,7 +81,8 @@ double optimizer_bytes(const Trainable& t, const AdamWOptions& a) {
 struct PlannedBlock {
   bool single = false;
   double extra_per_token = 0;  // LoRA intermediates (elements per sample)
-  int64_t index = 0;           // in its stack: checkpointing counts each stack from 0
+  int64_t index = 0;  // in its stack (the base's or the ControlNet's), double blocks then single
+                      // ones: the count checkpointing_every applies to, as FluxImpl counts
 };
 
 double activation_bytes(const std::vector<PlannedBlock>& blocks, const TrainOptions& o, int64_t H,
@@ -215,14 +218,11 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
       t.tensors.push_back(s[0] * r);  // up [out, r]
       if (o.lora.adapter.dora) t.tensors.push_back(s[0]);
       // The rank-r intermediate per token of the layer's stream.
-      if (is_flux_block_name(layer)) {
-        const auto first = layer.find('.'), second = layer.find('.', first + 1);
-        const int64_t index = std::stoll(layer.substr(first + 1, second - first - 1));
-        const bool single = layer.rfind("single_blocks.", 0) == 0;
+      if (const int64_t b = block_of(layer, params); b >= 0) {
+        const bool single = b >= params.depth;
         const bool txt = !single && layer.find(".txt_") != std::string::npos;
         const double tokens = single ? Li + Lt : (txt ? Lt : Li);
-        blocks[static_cast<size_t>(single ? params.depth + index : index)].extra_per_token +=
-            static_cast<double>(r) * tokens;
+        blocks[static_cast<size_t>(b)].extra_per_token += static_cast<double>(r) * tokens;
       }
     }
     what = fmt::format("lora rank {}{}", r, o.lora.adapter.dora ? " (DoRA)" : "");
@@ -309,9 +309,7 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
     workspace += wb * static_cast<double>(largest_swapped);
     ws_how.push_back("one swapped layer's weight gradient");
   }
-  plan.parts.push_back(
-      {"workspace", workspace,
-       ws_how.empty() ? std::string("none") : fmt::format("{}", fmt::join(ws_how, ", "))});
+  plan.parts.push_back({"workspace", workspace, fmt::format("{}", fmt::join(ws_how, ", "))});
   plan.setting = fmt::format(
       "{}, {} image + {} text tokens, batch {}, {} compute, {}{}{}{}{}", what, Li, Lt, o.batch_size,
       o.precision == torch::kFloat ? "fp32" : "bf16", o.device.is_cuda() ? "cuda" : "cpu",
@@ -399,22 +397,19 @@ std::vector<std::string> fit_memory_budget(TrainOptions& o, const FluxParams& pa
 std::vector<std::string> apply_memory_budget(Config& cfg) {
   const double budget = cfg.f("memory_budget_gb") * kGiB;
   TrainOptions o = TrainOptions::from_config(cfg);
-  FluxParams params;
-  int64_t text_tokens = 512, default_resolution = 1024, ae_factor = 8;
+  ModelPreset preset;
   if (is_model_preset(o.model)) {
-    const ModelPreset preset = model_preset(o.model);
-    params = preset.flux;
-    text_tokens = preset.max_text_tokens;
-    default_resolution = preset.default_resolution;
-    ae_factor = preset.ae_factor;
-  } else {
-    params =
-        inspect_flux_weights(resolve_model_files(o.model, o.overrides, false, false).transformer)
-            .params;
-    text_tokens = params.guidance_embed ? 512 : 256;  // dev-like / schnell-like
+    preset = model_preset(o.model);
+  } else {  // the model's own shapes, text length and VAE factor, from the files' headers
+    const ModelFiles files =
+        resolve_model_files(o.model, o.overrides, /*need_text=*/false, /*need_vae=*/true);
+    preset =
+        preset_for_weights(inspect_flux_weights(files.transformer), read_vae_config(files.vae));
   }
-  if (o.resolution <= 0) o.resolution = default_resolution;
-  const int64_t side = o.resolution / (2 * ae_factor);
+  const FluxParams& params = preset.flux;
+  const int64_t text_tokens = preset.max_text_tokens;
+  if (o.resolution <= 0) o.resolution = preset.default_resolution;
+  const int64_t side = o.resolution / (2 * preset.ae_factor);
   const int64_t image_tokens = side * side;
   std::vector<std::string> given;
   for (const char* k : {"gradient_checkpointing", "optimizer_state", "base_weights",

@@ -36,36 +36,34 @@ void AdamW::update(size_t i, const torch::Tensor& grad, double lr) {
   torch::NoGradGuard no_grad;
   const double bc1 = 1 - std::pow(opt_.beta1, static_cast<double>(step_));
   const double bc2 = 1 - std::pow(opt_.beta2, static_cast<double>(step_));
-  {
-    auto& p = params_[i].second;
-    auto g = grad.to(torch::kFloat);
-    const bool q8 = !exp_avg_[i].defined();
-    const bool fp32_state = !q8 && exp_avg_[i].scalar_type() == torch::kFloat;
-    // Low-precision state: update in fp32, store rounded (8-bit: the update uses the fp32
-    // moments, then they are stored quantised, as bitsandbytes' kernels do).
-    auto m = q8 ? exp_avg_q_[i].dequantize()
-                : (fp32_state ? exp_avg_[i] : exp_avg_[i].to(torch::kFloat));
-    auto v = q8 ? exp_avg_sq_q_[i].dequantize()
-                : (fp32_state ? exp_avg_sq_[i] : exp_avg_sq_[i].to(torch::kFloat));
-    m.mul_(opt_.beta1).add_(g, 1 - opt_.beta1);
-    v.mul_(opt_.beta2).addcmul_(g, g, 1 - opt_.beta2);
-    if (q8) {
-      exp_avg_q_[i].assign(m);
-      exp_avg_sq_q_[i].assign(v);
-    } else if (!fp32_state) {
-      exp_avg_[i].copy_(m);
-      exp_avg_sq_[i].copy_(v);
-    }
-    auto denom = (v.sqrt() / std::sqrt(bc2)).add_(opt_.eps);
-    if (p.scalar_type() == torch::kFloat) {
-      if (opt_.weight_decay != 0) p.mul_(1 - lr * opt_.weight_decay);
-      p.addcdiv_(m, denom, -lr / bc1);
-    } else {  // low-precision weights: update in fp32, round once
-      auto pf = p.to(torch::kFloat);
-      if (opt_.weight_decay != 0) pf.mul_(1 - lr * opt_.weight_decay);
-      pf.addcdiv_(m, denom, -lr / bc1);
-      p.copy_(pf);
-    }
+  auto& p = params_[i].second;
+  auto g = grad.to(torch::kFloat);
+  const bool q8 = !exp_avg_[i].defined();
+  const bool fp32_state = !q8 && exp_avg_[i].scalar_type() == torch::kFloat;
+  // Low-precision state: update in fp32, store rounded (8-bit: the update uses the fp32
+  // moments, then they are stored quantised, as bitsandbytes' kernels do).
+  auto m =
+      q8 ? exp_avg_q_[i].dequantize() : (fp32_state ? exp_avg_[i] : exp_avg_[i].to(torch::kFloat));
+  auto v = q8 ? exp_avg_sq_q_[i].dequantize()
+              : (fp32_state ? exp_avg_sq_[i] : exp_avg_sq_[i].to(torch::kFloat));
+  m.mul_(opt_.beta1).add_(g, 1 - opt_.beta1);
+  v.mul_(opt_.beta2).addcmul_(g, g, 1 - opt_.beta2);
+  if (q8) {
+    exp_avg_q_[i].assign(m);
+    exp_avg_sq_q_[i].assign(v);
+  } else if (!fp32_state) {
+    exp_avg_[i].copy_(m);
+    exp_avg_sq_[i].copy_(v);
+  }
+  auto denom = (v.sqrt() / std::sqrt(bc2)).add_(opt_.eps);
+  if (p.scalar_type() == torch::kFloat) {
+    if (opt_.weight_decay != 0) p.mul_(1 - lr * opt_.weight_decay);
+    p.addcdiv_(m, denom, -lr / bc1);
+  } else {  // low-precision weights: update in fp32, round once
+    auto pf = p.to(torch::kFloat);
+    if (opt_.weight_decay != 0) pf.mul_(1 - lr * opt_.weight_decay);
+    pf.addcdiv_(m, denom, -lr / bc1);
+    p.copy_(pf);
   }
 }
 
@@ -118,7 +116,9 @@ double clip_grad_norm(const AdamW::Named& params, double max_norm) {
     auto it = std::find_if(sq.begin(), sq.end(),
                            [&](const auto& d) { return d.first == p.grad().device(); });
     if (it == sq.end()) it = sq.insert(sq.end(), {p.grad().device(), {}});
-    it->second.push_back(p.grad().to(torch::kDouble).pow(2).sum());
+    // (accumulated in float64 without a float64 copy of the gradient)
+    it->second.push_back(
+        torch::linalg_vector_norm(p.grad(), 2, c10::nullopt, false, torch::kDouble).square());
   }
   if (sq.empty()) return 0.0;
   double total = 0;

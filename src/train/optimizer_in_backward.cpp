@@ -59,11 +59,11 @@ double OptimizerInBackward::finish() {
   armed_ = false;
   // Summed in parameter order, whatever order backward completed them in (block swap changes
   // that order): the same norm, bit for bit, for the same gradients.
-  torch::Tensor sum;
+  std::vector<torch::Tensor> parts;
   for (const auto& sq : squares_)
-    if (sq.defined()) sum = sum.defined() ? sum + sq.to(sum.device()) : sq;
+    if (sq.defined()) parts.push_back(parts.empty() ? sq : sq.to(parts.front().device()));
   squares_.clear();
-  return sum.defined() ? std::sqrt(sum.item<double>()) : 0.0;
+  return parts.empty() ? 0.0 : std::sqrt(torch::stack(parts).sum().item<double>());
 }
 
 void OptimizerInBackward::on_gradient(size_t i) {
@@ -76,7 +76,8 @@ void OptimizerInBackward::on_gradient(size_t i) {
   const auto sq =  // (accumulated in float64 without a float64 copy of the gradient)
       torch::linalg_vector_norm(g, 2, c10::nullopt, false, torch::kDouble).square();
   squares_[i] = sq;
-  if (max_norm_ > 0) g = g * (max_norm_ / (sq.sqrt() + 1e-6)).clamp_max(1.0).to(g.scalar_type());
+  // (in place: the gradient is freed below anyway)
+  if (max_norm_ > 0) g.mul_((max_norm_ / (sq.sqrt() + 1e-6)).clamp_max(1.0).to(g.scalar_type()));
   optimizer_.update(i, g, lr_);
   ++updated_;
   p.mutable_grad() = torch::Tensor();  // freed now, not after the whole backward

@@ -24,9 +24,7 @@ const std::vector<std::string> kLoraKeys = {"lora_rank",   "lora_alpha",     "lo
                                             "lora_format", "lora_save_dtype"};
 
 void read_lora_options(const Config& c, TrainOptions& o) {
-  // Set to something other than the default (a saved configuration lists every key).
-  const Config defaults(c.schema());
-  auto changed = [&](const std::string& k) { return !(c.value(k) == defaults.value(k)); };
+  auto changed = [&](const std::string& k) { return c.differs_from_default(k); };
   if (o.method != "lora") {
     for (const auto& k : kLoraKeys)
       if (changed(k)) user_error("--{}: only with method lora (method is {})", k, o.method);
@@ -62,13 +60,11 @@ void read_lora_options(const Config& c, TrainOptions& o) {
             c.s("lora_format"), lora_layout_name(f));
     l.formats = {LoraLayout::kDiffusers};
   }
-  const std::string dt = c.s("lora_save_dtype");
-  l.save_dtype = dt == "fp32" ? torch::kFloat : dt == "fp16" ? torch::kHalf : torch::kBFloat16;
+  l.save_dtype = parse_precision(c.s("lora_save_dtype"));
 }
 
 void read_controlnet_options(const Config& c, TrainOptions& o) {
-  const Config defaults(c.schema());
-  auto changed = [&](const std::string& k) { return !(c.value(k) == defaults.value(k)); };
+  auto changed = [&](const std::string& k) { return c.differs_from_default(k); };
   const bool controlnet = o.method == "controlnet";
   for (const char* k : {"controlnet_double_blocks", "controlnet_single_blocks", "controlnet_init",
                         "controlnet_save_dtype"})
@@ -94,8 +90,7 @@ void read_controlnet_options(const Config& c, TrainOptions& o) {
       if (changed(k))
         user_error("--{}: controlnet_init gives the ControlNet's blocks ({})", k, n.init_from);
   }
-  const std::string dt = c.s("controlnet_save_dtype");
-  n.save_dtype = dt == "fp32" ? torch::kFloat : dt == "fp16" ? torch::kHalf : torch::kBFloat16;
+  n.save_dtype = parse_precision(c.s("controlnet_save_dtype"));
 }
 
 }  // namespace

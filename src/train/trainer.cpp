@@ -177,21 +177,23 @@ Trainer::Encoded Trainer::encode(const Batch& b) {
     }
     return torch::stack(eps).to(device);
   };
+  // One image per VAE call, as `prepare --batch_size 1` encodes them: a run on raw images and a
+  // run on their cache see bit-identical latents (batched convolutions round differently).
+  auto encode_each = [&](const torch::Tensor& images) {  // [B, 3, H, W] -> the posteriors
+    std::vector<torch::Tensor> means, logvars;
+    for (int64_t i = 0; i < images.size(0); ++i) {
+      auto [m, lv] = ae.encode_moments(to_device(images[i].unsqueeze(0)));
+      means.push_back(m);
+      logvars.push_back(lv);
+    }
+    return std::make_pair(torch::cat(means), torch::cat(logvars));
+  };
   torch::Tensor mean, logvar;     // the posterior, [B, C, h, w]
   if (b.latent_mean.defined()) {  // in the cache's dtype: float32 from here on
     mean = to_device(b.latent_mean).to(torch::kFloat);
     logvar = to_device(b.latent_logvar).to(torch::kFloat);
   } else {
-    // One image per VAE call, as `prepare --batch_size 1` encodes them: a run on raw images and
-    // a run on their cache see bit-identical latents (batched convolutions round differently).
-    std::vector<torch::Tensor> means, logvars;
-    for (int64_t i = 0; i < b.size(); ++i) {
-      auto [m, lv] = ae.encode_moments(to_device(b.images[i].unsqueeze(0)));
-      means.push_back(m);
-      logvars.push_back(lv);
-    }
-    mean = torch::cat(means);
-    logvar = torch::cat(logvars);
+    std::tie(mean, logvar) = encode_each(b.images);
   }
   const bool draw = o_.sample_latents && !b.draws.empty();
   torch::Tensor z = ae.latents_from_moments(mean, logvar,  // [B, C, h, w], scaled for the model
@@ -199,15 +201,13 @@ Trainer::Encoded Trainer::encode(const Batch& b) {
   e.latent_height = z.size(2);
   e.latent_width = z.size(3);
   e.x0 = patchify(z.to(torch::kFloat));  // [B, L, C]
-  if (b.control_images.defined()) {
-    // The control images' posterior means (diffusers samples the posterior; its spread is tiny
-    // and the mean keeps a control image's latents a function of the image alone), one per call.
-    std::vector<torch::Tensor> controls;
-    for (int64_t i = 0; i < b.size(); ++i) {
-      auto [m, lv] = ae.encode_moments(to_device(b.control_images[i].unsqueeze(0)));
-      controls.push_back(ae.latents_from_moments(m, lv, torch::Tensor()));
-    }
-    e.control = patchify(torch::cat(controls).to(torch::kFloat));  // [B, L, C]
+  // The control images' posterior means (diffusers samples the posterior; its spread is tiny and
+  // the mean keeps a control image's latents a function of the image alone), [B, L, C].
+  if (!p_.model->controlnet()) {
+    // (no ControlNet: control images or cached control latents go unused)
+  } else if (b.control_images.defined()) {
+    const auto [m, lv] = encode_each(b.control_images);
+    e.control = patchify(ae.latents_from_moments(m, lv, torch::Tensor()).to(torch::kFloat));
   } else if (b.control_latent_mean.defined()) {  // the same means, from the latent cache
     e.control = patchify(
         ae.latents_from_moments(to_device(b.control_latent_mean), torch::Tensor(), torch::Tensor())
@@ -267,6 +267,9 @@ Trainer::StepStats Trainer::train_step(int64_t step) {
     auto pair = flow_matching_pair(e.x0, noise.to(device), t);
     data_phase.end();
     PhaseRange forward_phase("forward");
+    // (after the optimizer step: a trained swapped block is copied from its updated weights; the
+    // resident blocks run first, so the copy overlaps them)
+    if (transformer.block_swap) transformer.block_swap->expect(+1);
     auto pred =
         predict_velocity(transformer,
                          make_flux_inputs(transformer.params, pair.x_t, e.latent_height,
@@ -279,7 +282,6 @@ Trainer::StepStats Trainer::train_step(int64_t step) {
     if (in_backward_) in_backward_->arm(st.lr);                      // (the updates happen in here)
     if (transformer.block_swap) transformer.block_swap->expect(-1);  // backward: last block first
     (loss / static_cast<double>(o_.grad_accum)).backward();
-    if (transformer.block_swap) transformer.block_swap->expect(+1);
     backward_phase.end();
     loss_sum += loss.item<double>();
   }

@@ -104,9 +104,14 @@ TEST(ControlNetRun, TrainsTheControlNetOnlyAndItsCheckpointIsADiffusersControlNe
   ASSERT_EQ(s1.code, 0) << s1.out;
   EXPECT_NE(s1.out.find("controlnet: 1 double + 1 single blocks, scale 1"), std::string::npos)
       << s1.out;
+  // The checkpoint samples with the Canny settings it trained with (canny_sigma 0); a ControlNet
+  // directory takes them from the flags.
+  EXPECT_NE(s1.out.find("(its Canny edges, thresholds 100 / 200, sigma 0)"), std::string::npos)
+      << s1.out;
   auto s2 = run_fluxtrain("sample --model " + repo + " --controlnet " + step.string() +
-                          sample_args + (tmp / "model.png"));
+                          " --canny_sigma 0" + sample_args + (tmp / "model.png"));
   ASSERT_EQ(s2.code, 0) << s2.out;
+  EXPECT_NE(s2.out.find("sigma 0)"), std::string::npos) << s2.out;
   const auto a = read_image(tmp / "ckpt.png").to(torch::kFloat),
              b = read_image(tmp / "model.png").to(torch::kFloat);
   EXPECT_LE((a - b).abs().max().item<double>(), 2.0);
@@ -127,6 +132,10 @@ TEST(ControlNetRun, TrainsTheControlNetOnlyAndItsCheckpointIsADiffusersControlNe
                                 " --prompt x --out " + (tmp / "x.png"));
   EXPECT_EQ(no_image.code, 2);
   EXPECT_NE(no_image.out.find("needs --control_image FILE"), std::string::npos) << no_image.out;
+  auto no_net = run_fluxtrain("sample --model " + repo + " --control_canny true --prompt x --out " +
+                              (tmp / "x.png"));
+  EXPECT_EQ(no_net.code, 2);
+  EXPECT_NE(no_net.out.find("--control_canny: give --controlnet"), std::string::npos) << no_net.out;
   auto no_source = run_fluxtrain("train --model " + repo + " --method controlnet --steps 1");
   EXPECT_EQ(no_source.code, 2);
   EXPECT_NE(no_source.out.find("give control_images"), std::string::npos) << no_source.out;

@@ -13,7 +13,6 @@
 #include "fixtures/fixtures.h"
 #include "fixtures/parquet_fixture.h"
 #include "io/image.h"
-#include "io/image_resize.h"
 #include "test_util.h"
 
 using namespace fluxtrain;
@@ -95,12 +94,7 @@ TEST(ControlImages, AFolderOfControlImagesCropsAndFlipsWithItsImages) {
   // By hand: the 24 x 24 control resized to its image's 48 x 48, then fitted to the same bucket
   // as the image (no draw: centred).
   const auto small = noise_image(24, 24, 3);
-  const auto resized = resize_image(small.permute({2, 0, 1}).to(torch::kFloat), 48, 48)
-                           .round()
-                           .clamp(0, 255)
-                           .to(torch::kUInt8)
-                           .permute({1, 2, 0})
-                           .contiguous();
+  const auto resized = control_image_at_size(small, 48, 48);
   const auto expected = fit_to_bucket(resized, Bucket{eb.image.size(2), eb.image.size(1)},
                                       io.transform, std::nullopt);
   EXPECT_TRUE(torch::equal(eb.control_image, expected));

@@ -104,13 +104,15 @@ TEST(QuantizedWeight, LinearForwardWithinTheBoundAndInputGradientAsPlainAten) {
     auto xg = x.clone().requires_grad_(true);
     auto bg = bias.clone().requires_grad_(true);
     const auto g = torch::randn({3, 5, 6});
-    (quantized_linear(xg, q, bg) * g).sum().backward();
+    const auto yg = quantized_linear(xg, q, bg);  // (the autograd function's path)
+    (yg * g).sum().backward();
     const auto wq = q.dequantize(torch::kFloat);
     EXPECT_LT((xg.grad() - torch::matmul(g, wq)).abs().max().item<float>(), 1e-5);
     EXPECT_LT((bg.grad() - g.sum(0).sum(0)).abs().max().item<float>(), 1e-5);
-    // Without grad the same values.
-    torch::NoGradGuard no_grad;
-    EXPECT_TRUE(torch::allclose(quantized_linear(x, q, bias), y));
+    // The no-grad path (y) and the autograd path compute the same values; both are linear with
+    // the dequantized weight.
+    EXPECT_TRUE(torch::equal(yg.detach(), y));
+    EXPECT_TRUE(torch::equal(y, torch::nn::functional::linear(x, wq, bias)));
   }
 }
 
@@ -126,8 +128,11 @@ TEST(QuantizedWeight, LinearLayerQuantizesInPlaceAndWaitsForItsWeightsInAScope) 
   EXPECT_TRUE(
       torch::equal(dense->dense_weight(),
                    QuantizedWeight::quantize(w, BaseWeights::kInt8).dequantize(torch::kFloat)));
-  EXPECT_TRUE(
-      torch::allclose(dense->forward(x), quantized_linear(x, *dense->quantized, dense->bias)));
+  EXPECT_TRUE(torch::equal(
+      dense->forward(x),
+      torch::nn::functional::linear(
+          x, QuantizedWeight::quantize(w, BaseWeights::kInt8).dequantize(torch::kFloat),
+          dense->bias)));
   Linear waiting{nullptr};
   {
     LinearStorageScope scope(BaseWeights::kFp8);

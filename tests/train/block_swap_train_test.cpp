@@ -81,8 +81,9 @@ TEST(BlockSwapTraining, LoraOnAnInt8BaseIsBitIdentical) {
 }
 
 TEST(BlockSwapTraining, ControlNetIsBitIdentical) {
-  expect_same_run("controlnet",
-                  {"--method", "controlnet", "--control_images", "canny", "--canny_sigma", "0",
-                   "--controlnet_double_blocks", "1", "--controlnet_single_blocks", "1"},
-                  {"optimizer.safetensors", "diffusion_pytorch_model.safetensors"});
+  expect_same_run(
+      "controlnet",
+      {"--method", "controlnet", "--control_images", "canny", "--canny_sigma", "0",
+       "--controlnet_double_blocks", "1", "--controlnet_single_blocks", "1"},
+      {"model.safetensors", "optimizer.safetensors", "diffusion_pytorch_model.safetensors"});
 }

@@ -25,11 +25,8 @@ namespace {
 Config fine_tune_config(const std::string& model, const fs::path& out,
                         std::vector<std::string> extra = {}) {
   Config c(train_schema());
-  std::vector<std::string> args = {
-      "--model",       model,      "--output_dir",  out.string(), "--resolution",   "32",
-      "--batch_size",  "4",        "--steps",       "12",         "--lr",           "2e-3",
-      "--lr_schedule", "constant", "--val_samples", "8",          "--final_eval",   "none",
-      "--threads",     "1",        "--log_every",   "100",        "--warmup_steps", "0"};
+  std::vector<std::string> args = fixtures::tiny_run_args(model, out.string());
+  args.insert(args.end(), {"--lr", "2e-3"});  // (a later flag replaces an earlier one)
   args.insert(args.end(), extra.begin(), extra.end());
   parse_args(c, args);
   return c;

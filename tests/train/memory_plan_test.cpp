@@ -161,12 +161,18 @@ TEST(MemoryPlan, BudgetTurnsSaversOnInOrderAndNeverOneTheUserSet) {
             std::vector<std::string>{"gradient_checkpointing"});
   EXPECT_TRUE(a.gradient_checkpointing);
   EXPECT_FALSE(a.adamw.state_8bit);
-  // 16 GiB for flux-dev LoRA needs the int8 base too; the user's own checkpointing stays off.
+  // 16 GiB for flux-dev LoRA needs the int8 base too.
   auto b = o;
   const auto on = fit_memory_budget(b, p, 1024, 512, 16 * gib, {});
   EXPECT_NE(std::find(on.begin(), on.end(), "base_weights"), on.end());
   EXPECT_EQ(b.base_weights, BaseWeights::kInt8);
   EXPECT_LE(plan_training_memory(b, p, 1024, 512).total(), 16 * gib);
+  // Checkpointing the user set (off) stays off: the budget is met by the others.
+  auto u = o;
+  const auto without = fit_memory_budget(u, p, 1024, 512, 16 * gib, {"gradient_checkpointing"});
+  EXPECT_FALSE(u.gradient_checkpointing);
+  EXPECT_EQ(std::find(without.begin(), without.end(), "gradient_checkpointing"), without.end());
+  EXPECT_LE(plan_training_memory(u, p, 1024, 512).total(), 16 * gib);
   auto c = o;
   EXPECT_NE(error_of([&] {
               fit_memory_budget(c, p, 1024, 512, 16 * gib, {"base_weights", "blocks_to_swap"});
