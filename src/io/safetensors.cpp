@@ -22,6 +22,14 @@
 #include "io/files.h"
 
 namespace fluxtrain {
+
+std::string diffusers_weights_in(const std::string& dir) {
+  for (const char* name : {kDiffusersWeights, kDiffusersIndex}) {
+    const std::string path = (std::filesystem::path(dir) / name).string();
+    if (is_file(path)) return path;
+  }
+  return "";
+}
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 

@@ -21,6 +21,8 @@ namespace fluxtrain {
 // vae/, controlnet/).
 inline constexpr const char* kDiffusersWeights = "diffusion_pytorch_model.safetensors";
 inline constexpr const char* kDiffusersIndex = "diffusion_pytorch_model.safetensors.index.json";
+// The one of them that is a file in `dir` (the single file first), or "" when neither is.
+std::string diffusers_weights_in(const std::string& dir);
 
 // One tensor's entry in a safetensors header.
 struct TensorInfo {

@@ -64,10 +64,6 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> controlnet_diffusers_s
 }
 
 // The weights file of a controlnet/ directory: the shard index when there is one.
-std::string controlnet_weights_path(const std::string& dir) {
-  const fs::path index = fs::path(dir) / kDiffusersIndex;
-  return (fs::exists(index) ? index : fs::path(dir) / kDiffusersWeights).string();
-}
 
 }  // namespace
 
@@ -221,7 +217,10 @@ ControlNetFiles inspect_controlnet(const std::string& dir) {
     user_error("{}: {}", config_path, e.what());
   }
   // The tensors must be exactly the ones this config implies.
-  const ShardedSafetensors weights(controlnet_weights_path(dir));
+  f.weights = diffusers_weights_in(dir);
+  if (f.weights.empty())
+    user_error("{}: no {} or {} beside its config.json", dir, kDiffusersWeights, kDiffusersIndex);
+  const ShardedSafetensors weights(f.weights);
   std::set<std::string> expected;
   for (const auto& [name, shape] : controlnet_diffusers_shapes(p)) {
     expected.insert(name);
@@ -240,7 +239,7 @@ ControlNetFiles inspect_controlnet(const std::string& dir) {
 }
 
 void load_controlnet(FluxControlNetImpl& net, const ControlNetFiles& files) {
-  const ShardedSafetensors weights(controlnet_weights_path(files.dir));
+  const ShardedSafetensors weights(files.weights);
   const FluxWeightTable table(net.params);
   auto params = net.named_parameters();
   torch::NoGradGuard no_grad;

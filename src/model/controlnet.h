@@ -63,7 +63,8 @@ void save_controlnet(FluxControlNetImpl& net, const std::string& dir, torch::Sca
 // A ControlNet directory read: its architecture from config.json (checked against the tensors).
 struct ControlNetFiles {
   std::string dir;
-  FluxParams params;  // depth / depth_single_blocks: the ControlNet's own
+  std::string weights;  // its diffusion_pytorch_model.safetensors (or the shard index)
+  FluxParams params;    // depth / depth_single_blocks: the ControlNet's own
 };
 // UserError naming the file and the key for a missing config or weights file, a union or XLabs
 // ControlNet, or tensors that do not fit the config.

@@ -24,12 +24,6 @@ struct Located {
   std::string config;   // diffusers config.json, "" when there is none
 };
 
-std::string weights_in(const fs::path& dir) {
-  for (const char* name : {kDiffusersWeights, kDiffusersIndex})
-    if (is_file(dir / name)) return (dir / name).string();
-  return "";
-}
-
 Located locate(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec))
@@ -45,8 +39,9 @@ Located locate(const std::string& path) {
     return {path, diffusers_name && is_file(config) ? config.string() : ""};
   }
   fs::path dir(path);
-  if (weights_in(dir).empty() && fs::is_directory(dir / "transformer", ec)) dir /= "transformer";
-  const std::string weights = weights_in(dir);
+  if (diffusers_weights_in(dir.string()).empty() && fs::is_directory(dir / "transformer", ec))
+    dir /= "transformer";
+  const std::string weights = diffusers_weights_in(dir.string());
   if (weights.empty())
     user_error(
         "{}: no {} or {} in this directory (expected a diffusers transformer/ directory or a "

@@ -67,10 +67,13 @@ torch::Tensor QuantizedWeight::dequantize(torch::ScalarType dtype) const {
   if (kind == BaseWeights::kInt8) {
     v = codes.to(dtype);
   } else {
-    static thread_local torch::Tensor table;  // per device, rebuilt when the device changes
-    if (!table.defined() || table.device() != codes.device())
-      table = fp8_e4m3_values(codes.device());
-    v = table.index_select(0, codes.flatten().to(torch::kInt)).view(codes.sizes()).to(dtype);
+    // The 256 values in `dtype` on the codes' device (rebuilt when either changes): the gather
+    // gives the compute dtype directly, with no float32 copy of the weight in between (the
+    // same values: casting the table or the gathered values rounds each value alike).
+    static thread_local torch::Tensor table;
+    if (!table.defined() || table.device() != codes.device() || table.scalar_type() != dtype)
+      table = fp8_e4m3_values(codes.device()).to(dtype);
+    v = table.index_select(0, codes.flatten().to(torch::kInt)).view(codes.sizes());
   }
   return v * scale.to(dtype);
 }

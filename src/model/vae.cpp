@@ -140,10 +140,10 @@ struct VaeFiles {
   std::string config;   // diffusers config.json, "" when there is none
 };
 
-std::string vae_weights_in(const fs::path& dir) {
-  for (const char* name : {kDiffusersWeights, kDiffusersIndex, "ae.safetensors"})
-    if (is_file(dir / name)) return (dir / name).string();
-  return "";
+std::string vae_weights_in(const fs::path& dir) {  // diffusers' files, or BFL's ae.safetensors
+  const std::string diffusers = diffusers_weights_in(dir.string());
+  if (!diffusers.empty() || !is_file(dir / "ae.safetensors")) return diffusers;
+  return (dir / "ae.safetensors").string();
 }
 
 VaeFiles locate_vae(const std::string& path) {

@@ -298,10 +298,10 @@ MemoryPlan plan_training_memory(const TrainOptions& o, const FluxParams& params,
     workspace += 2.0 * static_cast<double>(o.batch_size * params.num_heads) * L * L * 4.0;
     ws_how.push_back("one block's attention scores and probabilities in forward");
   }
-  if (quantized) {  // int8: codes in the compute dtype, times the scales; fp8: int32 indices, the
-                    // float32 gather, then the same two
+  if (quantized) {  // int8: codes in the compute dtype, times the scales; fp8: int32 indices,
+                    // the gather in the compute dtype, times the scales
     const double per_value =
-        2 * dtype_bytes(o.precision) + (o.base_weights == BaseWeights::kFp8 ? 8.0 : 0.0);
+        2 * dtype_bytes(o.precision) + (o.base_weights == BaseWeights::kFp8 ? 4.0 : 0.0);
     workspace += per_value * static_cast<double>(largest_block_linear);
     ws_how.push_back("one dequantized layer");
   }
